@@ -1,0 +1,54 @@
+# CivicSense: `make run` trains and registers the model end to end; `make test` checks it all.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+# DATA=<path|https://…|gs://…> picks the training data (default: ../shared/data mirror).
+DATA ?=
+SAMPLE ?= 0
+RUN_ARGS := $(if $(DATA),--data $(DATA)) $(if $(filter-out 0,$(SAMPLE)),--sample-size $(SAMPLE))
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test lint compile submit bench lock clean
+
+# Each capability (serving, monitoring, extension) adds its targets in mk/<name>.mk.
+-include $(wildcard mk/*.mk)
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+setup: $(BIN)/.installed ## Create .venv with the locked dependencies
+
+run: setup ## Run the training pipeline end to end locally (DATA=…, SAMPLE=…)
+	$(BIN)/civicsense run $(RUN_ARGS)
+
+test: setup ## Run the test suite (offline)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+
+compile: setup ## Compile the pipeline to pipelines/civicsense_training.yaml
+	$(BIN)/civicsense pipeline compile
+
+submit: setup ## Submit a run to Kubeflow Pipelines (HOST=http://…)
+	$(BIN)/civicsense pipeline submit --host $(HOST) $(RUN_ARGS)
+
+bench: setup ## Benchmark the pipeline: cold run and unchanged rerun on the full data
+	$(BIN)/python -m civicsense.bench $(RUN_ARGS)
+
+lock: ## Re-resolve requirements.lock from pyproject.toml
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean: ## Remove local state (.civicsense) and caches, keep .venv
+	rm -rf .civicsense .pytest_cache .ruff_cache

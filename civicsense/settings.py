@@ -1,0 +1,74 @@
+"""One typed settings object for the whole project, read from CIVICSENSE_* env vars and the CLI."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIRROR_DATA = PROJECT_ROOT.parent / "shared" / "data" / "semeval2017-task4a"
+# TweetEval's sentiment task is SemEval-2017 Task 4A, published in a layout ingest reads.
+PUBLIC_DATA_URL = (
+    "https://raw.githubusercontent.com/cardiffnlp/tweeteval/main/datasets/sentiment/"
+)
+
+
+def default_data_source() -> str:
+    """The mirror beside the project when it exists, else the data's public home."""
+    return str(MIRROR_DATA) if MIRROR_DATA.is_dir() else PUBLIC_DATA_URL
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Env: CIVICSENSE_<FIELD>, plus MLFLOW_TRACKING_URI."""
+
+    model_config = SettingsConfigDict(env_prefix="CIVICSENSE_", extra="ignore")
+
+    home: Path = Field(default=Path(".civicsense"), description="Local state directory.")
+    data: str = Field(default_factory=default_data_source, description="Training data source.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="MLflow tracking server; default SQLite under home.",
+    )
+    experiment: str = "civicsense"
+    model_name: str = "civicsense-sentiment"
+    component_image: str = "ghcr.io/civicsense/civicsense-components:0.1.0"
+    feature_repo: Path = PROJECT_ROOT / "feature_repo"
+    git_commit: str | None = Field(default=None, description="Commit baked into images.")
+    storage_emulator_host: str | None = Field(
+        default=None,
+        validation_alias="STORAGE_EMULATOR_HOST",
+        description="GCS emulator (gcp-storage-emulator) endpoint; anonymous credentials then.",
+    )
+    http_timeout: float = 60.0
+
+    @cached_property
+    def home_dir(self) -> Path:
+        path = self.home.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where a fresh local experiment stores its artifacts (ignored for remote servers)."""
+        return (self.home_dir / "mlartifacts").as_uri()
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home_dir / "feast"
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.home_dir / "pipeline-runs"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with non-None CLI overrides on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

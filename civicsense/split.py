@@ -1,0 +1,41 @@
+"""Train/validation splits of the snapshot: by time (the default, as production sees it) or random."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+SplitMethod = Literal["time", "random"]
+
+
+def assign_split(
+    frame: pd.DataFrame, method: SplitMethod = "time", validation_fraction: float = 0.2,
+    seed: int = 0,
+) -> pd.Series:
+    """'train' or 'validation' per row. Time: the latest `validation_fraction` of posts by
+    created_at (ties, such as undated posts, keep file order). Random: a seeded shuffle."""
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    n_validation = max(1, round(len(frame) * validation_fraction))
+    if len(frame) - n_validation < 1:
+        raise ValueError(f"{len(frame)} rows are too few to split")
+    if method == "time":
+        order = np.argsort(frame["created_at"].to_numpy(), kind="stable")
+    elif method == "random":
+        order = np.random.default_rng(seed).permutation(len(frame))
+    else:
+        raise ValueError(f"unknown split method {method!r}; use 'time' or 'random'")
+    split = np.full(len(frame), "train", dtype=object)
+    split[order[len(frame) - n_validation:]] = "validation"
+    return pd.Series(split, index=frame.index, name="split")
+
+
+def stratified_sample(frame: pd.DataFrame, size: int, seed: int = 0) -> pd.DataFrame:
+    """A label-stratified sample of `size` rows in original order (all rows when size <= 0)."""
+    if size <= 0 or size >= len(frame):
+        return frame
+    share = size / len(frame)
+    picked = frame.groupby("label", group_keys=False).sample(frac=share, random_state=seed)
+    return frame.loc[frame.index.isin(picked.index)]

@@ -1,0 +1,33 @@
+"""KFP component: fit the featurizer, write features to Feast and hand on the entity rows."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE)
+def feature_build_op(
+    snapshot: Input[Dataset],
+    split_method: str,
+    validation_fraction: float,
+    sample_size: int,
+    seed: int,
+    entities: Output[Dataset],
+    featurizer: Output[Model],
+):
+    """Featurize the snapshot into Feast; output labelled entity rows and the fitted featurizer."""
+    import joblib
+    import pandas as pd
+
+    from civicsense.features import build_features
+    from civicsense.settings import Settings
+
+    build = build_features(pd.read_parquet(snapshot.path), Settings(), split_method,
+                           validation_fraction, sample_size, seed)
+    build.entities.to_parquet(entities.path, index=False)
+    joblib.dump(build.featurizer, featurizer.path, compress=3)
+    counts = build.entities["split"].value_counts()
+    entities.metadata.update({"train_rows": int(counts.get("train", 0)),
+                              "validation_rows": int(counts.get("validation", 0)),
+                              "features": str(build.features_path)})

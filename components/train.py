@@ -1,0 +1,42 @@
+"""KFP component: train XGBoost on the Feast training set and log the pyfunc model to MLflow."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE)
+def train_op(
+    entities: Input[Dataset],
+    featurizer: Input[Model],
+    data_version: str,
+    n_estimators: int,
+    max_depth: int,
+    learning_rate: float,
+    seed: int,
+    pipeline_run: str,
+    model: Output[Model],
+) -> str:
+    """Train and log; returns the MLflow run id. The model artifact is the MLflow model dir."""
+    from pathlib import Path
+
+    import joblib
+    import pandas as pd
+
+    from civicsense.features import training_frame
+    from civicsense.settings import Settings
+    from civicsense.train import TrainParams, train
+
+    settings = Settings()
+    rows = pd.read_parquet(entities.path)
+    result = train(
+        settings, rows, training_frame(settings, rows), joblib.load(featurizer.path),
+        TrainParams(n_estimators=n_estimators, max_depth=max_depth,
+                    learning_rate=learning_rate, seed=seed),
+        Path(model.path), data_version, pipeline_run,
+    )
+    model.metadata.update({"run_id": result.run_id, "model_uri": result.model_uri,
+                           "train_macro_recall": result.train_macro_recall,
+                           "data_version": data_version})
+    return result.run_id

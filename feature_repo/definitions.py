@@ -1,0 +1,50 @@
+"""Feast definitions for CivicSense: the post entity, its feature views and the model's service."""
+
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Array, Float32
+
+from civicsense.featurize import DESCRIPTOR_NAMES, VECTOR_BLOCKS
+from civicsense.settings import Settings
+
+FEATURES_FILE = "post_features.parquet"
+# Posts never stop being the posts they were; the ttl just has to span the data (2011 onwards).
+POST_TTL = timedelta(days=365 * 30)
+
+post = Entity(name="post", join_keys=["post_id"], value_type=ValueType.STRING,
+              description="A social-media post (tweet id, or a stable id given by ingest).")
+
+post_features_source = FileSource(
+    name="post_features",
+    path=str(Settings().feast_dir / FEATURES_FILE),
+    timestamp_field="created_at",
+)
+
+post_descriptors = FeatureView(
+    name="post_descriptors",
+    entities=[post],
+    ttl=POST_TTL,
+    schema=[Field(name=name, dtype=Float32) for name in DESCRIPTOR_NAMES],
+    source=post_features_source,
+    online=True,
+    description="Cheap stateless text descriptors (lengths, emoji, negations, VADER).",
+)
+
+post_text_vectors = FeatureView(
+    name="post_text_vectors",
+    entities=[post],
+    ttl=POST_TTL,
+    schema=[Field(name=block, dtype=Array(Float32)) for block in VECTOR_BLOCKS],
+    source=post_features_source,
+    online=True,
+    description="Vector blocks of the fitted featurizer (lexical scores; embeddings later).",
+)
+
+sentiment_features = FeatureService(
+    name="civicsense_sentiment",
+    features=[post_descriptors, post_text_vectors],
+    description="Everything the civicsense-sentiment model reads.",
+)
+
+DEFINITIONS = [post, post_features_source, post_descriptors, post_text_vectors, sentiment_features]

@@ -1,0 +1,66 @@
+"""The training pipeline: ingest → Feast feature build → XGBoost train → evaluate → register."""
+
+from kfp import dsl, kubernetes
+
+from components.evaluate import evaluate_op
+from components.feature_build import feature_build_op
+from components.ingest import ingest_op
+from components.register import register_op
+from components.train import train_op
+
+PIPELINE_NAME = "civicsense-training"
+# Cluster wiring (ignored by the local runner): shared state on a PVC, settings from a
+# ConfigMap, GCS credentials from a Secret mounted as a file. See manifests/.
+STATE_PVC, STATE_MOUNT = "civicsense-state", "/var/civicsense"
+CONFIG_MAP = "civicsense-config"
+CONFIG_KEYS = ("CIVICSENSE_HOME", "MLFLOW_TRACKING_URI", "GOOGLE_APPLICATION_CREDENTIALS")
+GCP_SECRET, GCP_MOUNT = "civicsense-gcp", "/var/secrets/gcp"
+
+
+def _on_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    kubernetes.mount_pvc(task, pvc_name=STATE_PVC, mount_path=STATE_MOUNT)
+    kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP,
+                                     config_map_key_to_env={k: k for k in CONFIG_KEYS})
+    kubernetes.use_secret_as_volume(task, secret_name=GCP_SECRET, mount_path=GCP_MOUNT,
+                                    optional=True)
+    return task
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="Train, evaluate and register the CivicSense "
+              "tweet sentiment model (negative/neutral/positive).")
+def training_pipeline(
+    data_source: str,
+    source_fingerprint: str = "",
+    sample_size: int = 0,
+    split_method: str = "time",
+    validation_fraction: float = 0.2,
+    n_estimators: int = 400,
+    max_depth: int = 4,
+    learning_rate: float = 0.05,
+    seed: int = 0,
+    gate_margin: float = 0.0,
+) -> str:
+    run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+    ingested = _on_cluster(ingest_op(source=data_source, source_fingerprint=source_fingerprint))
+    ingested.set_display_name("ingest")
+    built = _on_cluster(feature_build_op(
+        snapshot=ingested.outputs["snapshot"], split_method=split_method,
+        validation_fraction=validation_fraction, sample_size=sample_size, seed=seed))
+    built.set_display_name("feature build (Feast)")
+    trained = _on_cluster(train_op(
+        entities=built.outputs["entities"], featurizer=built.outputs["featurizer"],
+        data_version=ingested.outputs["Output"], n_estimators=n_estimators,
+        max_depth=max_depth, learning_rate=learning_rate, seed=seed, pipeline_run=run_name))
+    trained.set_display_name("train (XGBoost)")
+    # Both read the registry's current state (the champion), so they never reuse a cached run.
+    evaluated = _on_cluster(evaluate_op(entities=built.outputs["entities"],
+                                        model=trained.outputs["model"]))
+    evaluated.set_display_name("evaluate").set_caching_options(False)
+    registered = _on_cluster(register_op(
+        model=trained.outputs["model"], data_version=ingested.outputs["Output"],
+        candidate_score=evaluated.outputs["candidate_score"],
+        champion_score=evaluated.outputs["champion_score"],
+        champion_version=evaluated.outputs["champion_version"], margin=gate_margin,
+        pipeline_run=run_name))
+    registered.set_display_name("register (MLflow)").set_caching_options(False)
+    return registered.output
