@@ -36,7 +36,6 @@ test: setup ## Run the test suite (offline)
 
 lint: setup ## ruff
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check . || true
 
 compile: setup ## Compile the pipeline to pipelines/civicsense_training.yaml
 	$(BIN)/civicsense pipeline compile

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from civicsense.cli_serving import register as register_serving
 from civicsense.settings import Settings, get_settings
 
 app = typer.Typer(help="CivicSense: sentiment on social reforms, trained by a Kubeflow "
@@ -126,6 +127,9 @@ def submit_command(
     except Exception as error:  # kfp.Client raises transport errors of many kinds
         fail(f"could not submit to {host}: {error}", 1)
     typer.echo(f"submitted run {run_id} to {host}")
+
+
+register_serving(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

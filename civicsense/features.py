@@ -64,7 +64,8 @@ def build_features(
     is_train = rows["split"] == "train"
     featurizer = Featurizer()
     log.info("fitting the featurizer on %d training posts", int(is_train.sum()))
-    train_features = featurizer.fit_transform(rows.loc[is_train, "text"], rows.loc[is_train, "label"])
+    train_features = featurizer.fit_transform(rows.loc[is_train, "text"],
+                                              rows.loc[is_train, "label"])
     validation_features = featurizer.transform(rows.loc[~is_train, "text"])
     features = pd.concat([train_features.set_axis(rows.index[is_train]),
                           validation_features.set_axis(rows.index[~is_train])]).sort_index()

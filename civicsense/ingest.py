@@ -99,7 +99,17 @@ def clean_text(text: str) -> str:
     # The 2013 files quote twice over (a backslash and four quotes for one quote).
     text = REPEATED_QUOTES.sub('"', text.replace('\\"', '"'))
     text = UNICODE_ESCAPE.sub(_decode_unicode_escapes, text)
-    return html.unescape(html.unescape(text)).strip()  # some entities are escaped twice
+    return _unescape_html(text).strip()
+
+
+def _unescape_html(text: str, max_layers: int = 4) -> str:
+    """HTML entities, escaped up to `max_layers` times over (`&amp;amp;amp;` occurs)."""
+    for _ in range(max_layers):
+        unescaped = html.unescape(text)
+        if unescaped == text:
+            break
+        text = unescaped
+    return text
 
 
 def _decode_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:

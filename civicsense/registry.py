@@ -8,6 +8,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# Scores are means of recalls: 0.61 - 0.60 must not count as beating a 0.01 margin.
+FLOAT_TOLERANCE = 1e-9
 
 
 @dataclass
@@ -30,7 +32,7 @@ def gate(candidate: float, champion: float | None, margin: float) -> tuple[str |
     champion's primary metric on the same data by more than `margin`, else none."""
     if champion is None:
         return CHAMPION, "no champion yet"
-    if candidate - champion > margin:
+    if candidate - champion > margin + FLOAT_TOLERANCE:
         return CHALLENGER, f"beats champion {candidate:.4f} vs {champion:.4f} (margin {margin})"
     return None, f"does not beat champion {candidate:.4f} vs {champion:.4f} (margin {margin})"
 

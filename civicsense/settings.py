@@ -44,6 +44,24 @@ class Settings(BaseSettings):
         description="GCS emulator (gcp-storage-emulator) endpoint; anonymous credentials then.",
     )
     http_timeout: float = 60.0
+    # Serving (civicsense serve, the KServe runtime) and rollout (civicsense rollout …).
+    serve_model_uri: str = Field(
+        default="models:/civicsense-sentiment@champion",
+        description="What the server loads: models:/name@alias, models:/name/version or a "
+        "local MLflow model directory (/mnt/models on the cluster).",
+    )
+    serve_port: int = Field(default=8080, description="HTTP port (KServe binds 0.0.0.0).")
+    serve_workers: int = Field(default=1, ge=1, description="Server processes (uvicorn).")
+    serve_threads: int = Field(default=1, ge=1, description="XGBoost/OpenMP threads per worker.")
+    max_text_chars: int = Field(default=2000, ge=1, description="Longest text accepted.")
+    max_batch: int = Field(default=256, ge=1, description="Most texts in one request.")
+    model_version: str | None = Field(
+        default=None,
+        description="Registered version of a model loaded from a directory (set on the cluster "
+        "by `civicsense rollout`); resolved from the registry for models:/ URIs.",
+    )
+    k8s_namespace: str = Field(default="civicsense", description="InferenceService namespace.")
+    k8s_context: str | None = Field(default=None, description="kubectl context (None: current).")
 
     @cached_property
     def home_dir(self) -> Path:

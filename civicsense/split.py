@@ -1,4 +1,5 @@
-"""Train/validation splits of the snapshot: by time (the default, as production sees it) or random."""
+"""Train/validation splits of the snapshot: by time (the default, as production sees it)
+or at random."""
 
 from __future__ import annotations
 

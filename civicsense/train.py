@@ -32,7 +32,8 @@ RUNTIME_PACKAGES = ("mlflow", "xgboost", "scikit-learn", "scipy", "numpy", "pand
                     "vaderSentiment")
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "text")]),
-    outputs=Schema([ColSpec("string", "label")] + [ColSpec("float", c) for c in PROBABILITY_COLUMNS]),
+    outputs=Schema([ColSpec("string", "label"),
+                    *(ColSpec("float", column) for column in PROBABILITY_COLUMNS)]),
 )
 
 

@@ -9,22 +9,16 @@ from pathlib import Path
 import pytest
 
 from civicsense.settings import MIRROR_DATA, Settings
+from tests_support import require_mirror_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STANCE_DATA = MIRROR_DATA.parent / "tweeteval-stance"
 E2E_SAMPLE = 4000
 
 
-def require_mirror() -> Path:
-    """The SemEval mirror, or skip the test with the reason."""
-    if not MIRROR_DATA.is_dir():
-        pytest.skip(f"data mirror absent: {MIRROR_DATA} (CI provides ../shared/data)")
-    return MIRROR_DATA
-
-
 @pytest.fixture
 def mirror() -> Path:
-    return require_mirror()
+    return require_mirror_dir()
 
 
 @pytest.fixture
@@ -39,7 +33,7 @@ def civicsense_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings
 def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict]]:
     """One real local pipeline run (KFP local runner) on a mirror sample: a state directory
     whose MLflow registry holds civicsense-sentiment@champion, and the run's summary."""
-    require_mirror()
+    require_mirror_dir()
     from civicsense.pipeline import PipelineParams, run_local
 
     home = tmp_path_factory.mktemp("trained-home")

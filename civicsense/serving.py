@@ -1,0 +1,316 @@
+"""The CivicSense model server: a `kserve.Model` over the registered MLflow model, V1 and V2.
+
+Everything a client can get wrong is checked up front by the plain functions below and answered
+with `kserve.errors.InvalidInput` (HTTP 400, `{"error": …}`): after a 500 KServe drops the
+keep-alive connection, so no client mistake may reach the model as an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER, PredictorProtocol
+from kserve.errors import InvalidInput
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from pydantic import ValidationError
+
+from civicsense import LABELS, MODEL_NAME
+from civicsense.settings import Settings
+from kserve import Model
+
+INPUT_NAME = "text"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_text_chars: int = 2000
+    max_batch: int = 256
+
+
+# ---------------------------------------------------------------- validation (plain functions)
+
+
+def check_texts(items: Any, limits: Limits, where: str = "instances") -> list[str]:
+    """A non-empty list of at most max_batch non-blank strings of at most max_text_chars."""
+    if not isinstance(items, list):
+        raise InvalidInput(f'"{where}" must be a list of strings')
+    if not items:
+        raise InvalidInput(f'"{where}" is empty: send at least one text')
+    if len(items) > limits.max_batch:
+        raise InvalidInput(f'"{where}" holds {len(items)} texts; at most {limits.max_batch} '
+                           "per request")
+    texts = []
+    for i, item in enumerate(items):
+        if isinstance(item, bytes | bytearray):  # V2 binary tensors arrive as bytes
+            try:
+                item = bytes(item).decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(f'"{where}"[{i}] is not valid UTF-8') from None
+        if not isinstance(item, str):
+            raise InvalidInput(f'"{where}"[{i}] must be a string, not {type(item).__name__}')
+        if not item.strip():
+            raise InvalidInput(f'"{where}"[{i}] is an empty text')
+        if len(item) > limits.max_text_chars:
+            raise InvalidInput(f'"{where}"[{i}] has {len(item)} characters; at most '
+                               f"{limits.max_text_chars}")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates such as "\ud800" in the JSON
+            raise InvalidInput(f'"{where}"[{i}] is not valid UTF-8 text') from None
+        texts.append(item)
+    return texts
+
+
+def parse_json(body: bytes | str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:  # also raised for invalid UTF-8
+        raise InvalidInput(f"the body is not valid JSON: {error}") from None
+
+
+def texts_from_v1(payload: Any, limits: Limits) -> list[str]:
+    """`{"instances": ["text", …]}` → the texts. KServe hands over the raw bytes when the
+    content type is not JSON (e.g. `curl -d`): parse those here."""
+    if isinstance(payload, bytes | str):
+        payload = parse_json(payload)
+    if not isinstance(payload, dict):
+        raise InvalidInput('the body must be a JSON object: {"instances": ["text", …]}')
+    if "instances" not in payload:
+        raise InvalidInput('missing "instances": send {"instances": ["text", …]}')
+    return check_texts(payload["instances"], limits)
+
+
+def texts_from_v2(request: InferRequest, limits: Limits) -> list[str]:
+    """One BYTES input named `text`, shape [n] (or [n, 1]) agreeing with its n strings."""
+    inputs = request.inputs or []
+    if len(inputs) != 1:
+        raise InvalidInput(f'expected exactly one input named "{INPUT_NAME}", got {len(inputs)}')
+    tensor = inputs[0]
+    if tensor.name != INPUT_NAME:
+        raise InvalidInput(f'unknown input "{tensor.name}": the input must be named '
+                           f'"{INPUT_NAME}"')
+    if tensor.datatype != "BYTES":
+        raise InvalidInput(f'input "{INPUT_NAME}" must have datatype BYTES, not '
+                           f"{tensor.datatype}")
+    data = tensor.data
+    if isinstance(data, np.ndarray):
+        data = data.reshape(-1).tolist()
+    shape = tensor.shape
+    if (not isinstance(shape, list | tuple) or not shape or len(shape) > 2
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+            or (len(shape) == 2 and shape[1] != 1)):
+        raise InvalidInput(f'input "{INPUT_NAME}" must have shape [n] or [n, 1], not {shape}')
+    if not isinstance(data, list):
+        raise InvalidInput(f'input "{INPUT_NAME}" data must be a list of strings')
+    if math.prod(shape) != len(data):
+        raise InvalidInput(f'input "{INPUT_NAME}" has shape {list(shape)} but {len(data)} '
+                           "items of data")
+    return check_texts(data, limits, where=INPUT_NAME)
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    predictor: Any  # civicsense.model.SentimentPredictor
+    uri: str
+    version: str  # MLflow registered version, or "unregistered"
+    run_id: str
+
+    @property
+    def version_tag(self) -> str:
+        """What every response and the metadata carry: `<registered version>+<run id>`."""
+        return f"{self.version}+{self.run_id}"
+
+
+def load_model(uri: str, settings: Settings) -> LoadedModel:
+    """Load a registered model (`models:/name@alias`, `models:/name/version`) or an MLflow
+    model directory; pin an alias to its version first so what is loaded is what is reported."""
+    import mlflow.pyfunc
+
+    version = settings.model_version or "unregistered"
+    if uri.startswith("models:/"):
+        from civicsense.tracking import configure_mlflow
+
+        client = configure_mlflow(settings)
+        name, _, ref = uri.removeprefix("models:/").partition("@")
+        if ref:  # an alias
+            found = client.get_model_version_by_alias(name, ref)
+        else:
+            name, _, number = name.partition("/")
+            found = client.get_model_version(name, number)
+        version, uri = str(found.version), f"models:/{name}/{found.version}"
+    elif "://" not in uri:
+        uri = str(Path(uri).expanduser().resolve())
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    predictor = pyfunc.unwrap_python_model().predictor
+    # One OpenMP thread per worker: with several workers on few cores, more threads thrash.
+    predictor.booster.set_param({"nthread": settings.serve_threads})
+    return LoadedModel(predictor, uri, version, str(pyfunc.metadata.run_id or "none"))
+
+
+# ---------------------------------------------------------------- the KServe model
+
+
+class SentimentKServeModel(Model):
+    """Texts in, label and class probabilities out, whole batches at once, V1 and V2."""
+
+    def __init__(self, name: str, model_uri: str, settings: Settings):
+        super().__init__(name)
+        self.model_uri = model_uri
+        self.settings = settings
+        self.limits = Limits(settings.max_text_chars, settings.max_batch)
+        self.loaded: LoadedModel | None = None
+
+    def load(self) -> bool:
+        self.loaded = load_model(self.model_uri, self.settings)
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict]:
+        return [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(LABELS)]}]
+
+    def predict(self, payload, headers=None, response_headers=None):
+        assert self.loaded is not None
+        v2 = isinstance(payload, InferRequest)
+        texts = texts_from_v2(payload, self.limits) if v2 else texts_from_v1(payload,
+                                                                            self.limits)
+        probabilities = self.loaded.predictor.predict_proba(texts).astype(np.float32)
+        labels = [LABELS[i] for i in probabilities.argmax(axis=1)]
+        if not v2:
+            rows = probabilities.tolist()
+            return {"predictions": [{"label": label, "probabilities": dict(zip(LABELS, row,
+                                                                               strict=True))}
+                                    for label, row in zip(labels, rows, strict=True)],
+                    "model_version": self.loaded.version_tag}
+        return InferResponse(
+            response_id=payload.id or str(uuid.uuid4()), model_name=self.name,
+            model_version=self.loaded.version_tag,
+            infer_outputs=[
+                InferOutput("label", [len(labels)], "BYTES", labels),
+                InferOutput("probabilities", list(probabilities.shape), "FP32",
+                            probabilities.reshape(-1).tolist()),
+            ],
+            parameters={"run_id": self.loaded.run_id, "registered_version":
+                        self.loaded.version},
+        )
+
+
+# ---------------------------------------------------------------- the server around it
+
+
+class VersionedDataPlane(DataPlane):
+    """KServe's DataPlane with the model version in the V2 metadata, and malformed bodies
+    (which KServe's decoders answer with KeyError/TypeError, i.e. 500) turned into 400s.
+    Module-level so that worker processes can unpickle it."""
+
+    async def model_metadata(self, model_name: str) -> dict:
+        metadata = await super().model_metadata(model_name)
+        loaded = getattr(self.get_model_from_registry(model_name), "loaded", None)
+        if loaded is not None:
+            metadata["versions"] = [loaded.version_tag]
+            metadata["platform"] = "mlflow"
+        return metadata
+
+    def decode(self, body, headers, *args, **kwargs):
+        if (isinstance(body, bytes) and INFERENCE_CONTENT_LENGTH_HEADER not in (headers or {})
+                and _is_v2(args, kwargs)):
+            # A V2 JSON body sent without a JSON content type: parse and validate it here.
+            try:
+                body = InferenceRequest.model_validate(parse_json(body))
+            except ValidationError as error:
+                raise InvalidInput(f"invalid V2 request: {_first_error(error)}") from None
+        try:
+            return super().decode(body, headers, *args, **kwargs)
+        except InvalidInput:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise InvalidInput(f"malformed request body: {error!r}") from None
+
+
+def _is_v2(args: tuple, kwargs: dict) -> bool:
+    protocol = kwargs.get("protocol_version", args[0] if args else "")
+    return str(protocol).lower() == PredictorProtocol.REST_V2.value
+
+
+def _first_error(error) -> str:
+    first = (error.errors() or [{}])[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return f"{first.get('msg', 'malformed body')}" + (f" at {where}" if where else "")
+
+
+def install_error_handlers(app) -> None:
+    """FastAPI answers a V2 body it cannot parse with 422 `{"detail": …}` (or 400 `{"detail":
+    …}` for bytes it cannot decode); make them the same `{"error": …}` 400 as every other client
+    error. Idempotent."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    async def bad_request(_, exc: RequestValidationError):
+        return JSONResponse(status_code=400,
+                            content={"error": f"invalid request: {_first_error(exc)}"})
+
+    async def http_error(_, exc: StarletteHTTPException):  # e.g. a body FastAPI cannot read
+        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)},
+                            headers=getattr(exc, "headers", None))
+
+    if not getattr(app.state, "civicsense_errors", False):
+        app.add_exception_handler(RequestValidationError, bad_request)
+        app.add_exception_handler(StarletteHTTPException, http_error)
+        app.state.civicsense_errors = True
+
+
+def _install_on_kserve_app() -> None:
+    # Runs at import: worker processes (spawned with --workers > 1) import this module when
+    # they unpickle the model, and build their app from kserve.model_server.app.
+    from kserve import model_server
+
+    install_error_handlers(model_server.app)
+
+
+_install_on_kserve_app()
+
+
+def serve(settings: Settings, model_uri: str | None = None, model_name: str = MODEL_NAME,
+          port: int | None = None, workers: int | None = None) -> None:
+    """Load the model and serve it on 0.0.0.0:port (KServe hard-codes the host) until stopped."""
+    from kserve import ModelServer
+
+    workers = workers or settings.serve_workers
+    # Set before any worker starts: spawned workers inherit it and size their OpenMP pools.
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.serve_threads))
+    model = SentimentKServeModel(model_name, model_uri or settings.serve_model_uri, settings)
+    model.load()
+    server = ModelServer(http_port=port or settings.serve_port, workers=workers,
+                         enable_grpc=False, enable_latency_logging=False)
+    server.dataplane = VersionedDataPlane(model_registry=server.registered_models)
+    server.start([model])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The container entry point (kserve/model_server.py): KServe-style flags."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="CivicSense KServe model server")
+    parser.add_argument("--model_name", default=MODEL_NAME)
+    parser.add_argument("--model_dir", default=None, help="MLflow model directory or URI "
+                        "[default: CIVICSENSE_SERVE_MODEL_URI]")
+    parser.add_argument("--http_port", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=None)
+    args, _ = parser.parse_known_args(argv)
+    serve(Settings(), args.model_dir, args.model_name, args.http_port, args.workers)

@@ -1,0 +1,10 @@
+# The browser extension (issue 5): build it, and test it in a real Chromium.
+EXT_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+
+.PHONY: extension test-extension
+
+extension: ## Build the browser extension: extension/dist/ (load unpacked) + build/civicsense-extension.zip
+	$(EXT_PYTHON) extension/build.py
+
+test-extension: setup extension ## Test the extension in Debian's Chromium against the real model server
+	$(BIN)/python -m pytest tests/extension $(PYTEST_ARGS)

@@ -1,0 +1,237 @@
+"""Fixtures for the browser-extension tests: Debian's Chromium driven by Playwright with the
+built extension loaded, the local test pages on a local HTTP server, and the REAL model server
+(`civicsense serve`) on the model the real pipeline registered (`trained_home`)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = Path(__file__).resolve().parent / "pages"
+OUTPUT = ROOT / "test-output" / "extension"
+CHROMIUM = Path(os.environ.get("CIVICSENSE_CHROMIUM", "/usr/bin/chromium"))
+MODEL = "civicsense-sentiment"
+
+
+def _load_build_module():
+    spec = importlib.util.spec_from_file_location("civicsense_extension_build",
+                                                  ROOT / "extension" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load_build_module()
+
+
+def require_chromium() -> Path:
+    """Debian's Chromium, or skip (locally) / fail (in CI, which installs it)."""
+    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    reason = (f"{CHROMIUM} is missing: `apt-get install chromium` (Debian's package; never a "
+              "downloaded browser)")
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must provide Chromium: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    return OUTPUT
+
+
+@pytest.fixture(scope="session")
+def built_extension(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The extension as `make extension` builds it, into a temporary folder."""
+    out = tmp_path_factory.mktemp("extension-build")
+    return build.build_extension(dist=out / "dist", zip_path=out / "civicsense-extension.zip")
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep the test output readable
+        pass
+
+
+@pytest.fixture(scope="session")
+def pages_url() -> Iterator[str]:
+    """The local test pages, served on 127.0.0.1 from a thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(PAGES)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _get_json(url: str, timeout: float = 2.0) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.load(response)
+
+
+@dataclass
+class ModelServer:
+    url: str
+    version_tag: str
+    log: Path
+    process: subprocess.Popen = field(repr=False)
+
+    def infer(self, texts: list[str]) -> list[str]:
+        """Labels straight from the server (V1), to compare the extension with."""
+        body = json.dumps({"instances": texts}).encode()
+        request = urllib.request.Request(f"{self.url}/v1/models/{MODEL}:predict", body,
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return [p["label"] for p in json.load(response)["predictions"]]
+
+
+@pytest.fixture(scope="session")
+def model_server(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+    """`civicsense serve` on a free port, serving models:/civicsense-sentiment@champion from the
+    registry the real pipeline run filled; killed (its whole process group) at the end."""
+    if os.environ.get("HELPERB_DEV_SERVER"):  # DEVONLY
+        u = os.environ["HELPERB_DEV_SERVER"]  # DEVONLY
+        yield ModelServer(u, _get_json(f"{u}/v2/models/{MODEL}")["versions"][0], Path("/dev/null"), None)  # DEVONLY
+        return  # DEVONLY
+    request.getfixturevalue("trained_home")  # DEVONLY
+    civicsense = Path(sys.executable).parent / "civicsense"
+    command = [str(civicsense)] if civicsense.exists() else [sys.executable, "-m", "civicsense.cli"]
+    port = free_port()
+    log = tmp_path_factory.mktemp("model-server") / "serve.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with log.open("wb") as sink:
+        process = subprocess.Popen([*command, "serve", "--port", str(port)], stdout=sink,
+                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"civicsense serve exited with {process.returncode}:\n"
+                            f"{log.read_text(errors='replace')[-3000:]}")
+            with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
+                if _get_json(f"{url}/v2/health/ready").get("ready"):
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"civicsense serve not ready in 180 s:\n"
+                            f"{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        version_tag = _get_json(f"{url}/v2/models/{MODEL}")["versions"][0]
+        yield ModelServer(url, version_tag, log, process)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+@dataclass
+class Browser:
+    """Chromium with the extension loaded, and helpers to drive it like a user."""
+
+    context: object
+    worker: object
+    extension_id: str
+    pages_url: str
+    output: Path
+
+    def url(self, page: str) -> str:
+        return f"chrome-extension://{self.extension_id}/{page}"
+
+    def sw(self, script: str, arg=None):
+        return self.worker.evaluate(script, arg)
+
+    def reset(self, **settings) -> None:
+        """Fresh storage, then the given settings (the options page's own format)."""
+        self.sw("""async (settings) => {
+            await chrome.storage.local.clear();
+            await chrome.storage.session.clear();
+            if (settings) await chrome.storage.local.set({settings});
+        }""", settings or None)
+
+    def storage(self, area: str = "local") -> dict:
+        return self.sw(f"() => chrome.storage.{area}.get(null)")
+
+    def open_page(self, name: str):
+        page = self.context.new_page()
+        page.goto(f"{self.pages_url}/{name}")
+        page.wait_for_load_state("load")
+        return page
+
+    def tab_id(self, page) -> int:
+        tab_id = self.sw("async (url) => (await chrome.tabs.query({})).find(t => t.url === url)?.id",
+                         page.url)
+        assert isinstance(tab_id, int), f"no tab for {page.url}"
+        return tab_id
+
+    def popup(self, page):
+        """The popup for `page`'s tab, opened as the popped-out panel (popup.html?tab=ID)."""
+        popup = self.context.new_page()
+        popup.set_viewport_size({"width": 420, "height": 760})
+        popup.goto(self.url(f"popup.html?tab={self.tab_id(page)}"))
+        popup.wait_for_selector("body[data-ready=true]")
+        return popup
+
+    def analyze_page(self, page, expect: str = "done"):
+        popup = self.popup(page)
+        popup.click("#analyze-page")
+        popup.wait_for_selector(f"#page[data-state={expect}]", timeout=60_000)
+        return popup
+
+    def shot(self, page, name: str, **kwargs) -> Path:
+        path = self.output / f"{name}.png"
+        page.screenshot(path=str(path), **kwargs)
+        return path
+
+
+@pytest.fixture(scope="session")
+def browser(built_extension, pages_url, output_dir, tmp_path_factory) -> Iterator[Browser]:
+    chromium = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    ext = str(built_extension["dist"])
+    args = [f"--disable-extensions-except={ext}", f"--load-extension={ext}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--no-sandbox")  # Chromium refuses to run its sandbox as root
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(chromium),
+            headless=True, args=args, viewport={"width": 1280, "height": 900})
+        try:
+            worker = (context.service_workers[0] if context.service_workers
+                      else context.wait_for_event("serviceworker", timeout=30_000))
+            extension_id = worker.url.split("/")[2]
+            yield Browser(context, worker, extension_id, pages_url, output_dir)
+        finally:
+            context.close()
+

@@ -1,0 +1,27 @@
+"""Unit tests of the evaluation metrics and the confusion-matrix plot."""
+
+import numpy as np
+import pytest
+
+from civicsense.evaluate import PRIMARY_METRIC, classification_metrics, confusion, confusion_figure
+
+
+def test_macro_recall_is_the_mean_of_per_class_recall():
+    truth = ["negative", "negative", "neutral", "positive", "positive", "positive"]
+    predicted = ["negative", "neutral", "neutral", "positive", "positive", "neutral"]
+    metrics = classification_metrics(truth, predicted)
+    assert metrics[PRIMARY_METRIC] == pytest.approx((0.5 + 1.0 + 2 / 3) / 3)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["support_positive"] == 3
+
+
+def test_confusion_rows_are_truth_in_label_order():
+    matrix = confusion(["negative", "positive"], ["positive", "positive"])
+    assert matrix.tolist() == [[0, 0, 1], [0, 0, 0], [0, 0, 1]]
+
+
+def test_confusion_figure_draws_every_cell(tmp_path):
+    figure = confusion_figure(np.array([[5, 1, 0], [2, 9, 1], [0, 3, 7]]), "t")
+    assert len(figure.axes[0].texts) == 9
+    figure.savefig(tmp_path / "cm.png")
+    assert (tmp_path / "cm.png").stat().st_size > 1000
