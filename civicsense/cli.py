@@ -47,10 +47,12 @@ def run(
     gate_margin: float = typer.Option(0.0, help="Macro recall a candidate must gain over "
                                       "the champion to become challenger."),
     cache: bool = typer.Option(True, help="Reuse unchanged steps from earlier local runs."),
+    summary_json: Path = typer.Option(None, help="Also write the run summary to this file."),
 ) -> None:
     """Run the training pipeline end to end on this machine (KFP local runner)."""
+    from civicsense.ingest import IngestError
     from civicsense.pipeline import PipelineParams, run_local
-    from civicsense.sources import SourceError
+    from civicsense.sources import SourceError, check
 
     if split not in {"time", "random"}:
         fail(f"--split must be 'time' or 'random', not {split!r}")
@@ -63,14 +65,17 @@ def run(
                f"tracking: {settings.tracking_uri}")
     started = time.perf_counter()
     try:
+        check(settings.data, settings)
         summary = run_local(settings, params, cache=cache)
-    except SourceError as error:
+    except (SourceError, IngestError) as error:
         fail(str(error))
     except RuntimeError as error:  # the local runner reports a failed task this way
         fail(f"pipeline failed: {error}", 1)
     typer.secho(f"\nregistered {summary['model']} version {summary['version']} "
                 f"alias={summary['alias'] or 'none'} ({summary['reason']})", fg="green")
     typer.echo(json.dumps(summary, indent=2))
+    if summary_json:
+        summary_json.write_text(json.dumps(summary, indent=2))
     typer.echo(f"pipeline took {time.perf_counter() - started:.1f} s")
 
 

@@ -41,6 +41,26 @@ def _gcs_blobs(source: str, settings: Settings) -> list:
     return blobs
 
 
+def check(source: str, settings: Settings) -> None:
+    """Fail fast, before a pipeline starts, on a source that cannot be read."""
+    from civicsense.ingest import discover
+
+    scheme = urlparse(source).scheme
+    if scheme == "gs":
+        _gcs_blobs(source, settings)
+    elif scheme in {"http", "https"}:
+        url = source + TWEETEVAL_FILES[1] if source.endswith("/") else source
+        try:
+            status = requests.head(url, timeout=settings.http_timeout,
+                                   allow_redirects=True).status_code
+        except requests.RequestException as error:
+            raise SourceError(f"cannot reach {url}: {error}") from error
+        if status >= 400:
+            raise SourceError(f"HEAD {url} answered HTTP {status}")
+    else:
+        discover(fetch(source, Path("."), settings))
+
+
 def fingerprint(source: str, settings: Settings) -> str:
     """Changes when the source's content may have changed (size/mtime, ETag, GCS md5)."""
     digest = hashlib.sha256(source.encode())
