@@ -26,6 +26,9 @@ from civicsense import LABELS  # noqa: E402
 
 log = logging.getLogger(__name__)
 PRIMARY_METRIC = "macro_recall"
+# The validation posts with the model's predictions, saved with the run: the drift monitor's
+# reference for this model version.
+REFERENCE_DIR, REFERENCE_FILE = "reference", "reference.parquet"
 
 
 @dataclass
@@ -67,6 +70,13 @@ def confusion_figure(matrix: np.ndarray, title: str):
         axes.text(col, row, f"{count:,}", ha="center", va="center", color=shade)
     figure.tight_layout()
     return figure
+
+
+def reference_frame(validation, predictions):
+    """Validation posts (time, text, true label) beside the model's label and probabilities."""
+    reference = validation[["post_id", "created_at", "text", "label"]].reset_index(drop=True)
+    reference = reference.rename(columns={"label": "true_label"})
+    return reference.join(predictions.reset_index(drop=True))
 
 
 def score_champion(client: MlflowClient, model_name: str, texts: Sequence[str],

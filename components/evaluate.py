@@ -19,6 +19,7 @@ def evaluate_op(
 ):
     """Metrics of the packaged candidate on validation text; champion_score is -1 with none."""
     import json
+    import tempfile
     from collections import namedtuple
     from pathlib import Path
 
@@ -28,9 +29,12 @@ def evaluate_op(
     from civicsense import LABELS
     from civicsense.evaluate import (
         PRIMARY_METRIC,
+        REFERENCE_DIR,
+        REFERENCE_FILE,
         classification_metrics,
         confusion,
         confusion_figure,
+        reference_frame,
         score_champion,
     )
     from civicsense.settings import Settings
@@ -40,7 +44,8 @@ def evaluate_op(
     rows = pd.read_parquet(entities.path)
     validation = rows[rows["split"] == "validation"]
     candidate = mlflow.pyfunc.load_model(str(Path(model.path) / "mlflow-model"))
-    predicted = candidate.predict(validation[["text"]])["label"].tolist()
+    predictions = candidate.predict(validation[["text"]])
+    predicted = predictions["label"].tolist()
     scores = classification_metrics(validation["label"], predicted)
     matrix = confusion(validation["label"], predicted)
 
@@ -52,6 +57,10 @@ def evaluate_op(
         client.log_metric(run_id, f"val_{name}", value)
     if champion is not None:
         client.log_metric(run_id, "champion_val_macro_recall", champion.macro_recall)
+    reference = reference_frame(validation, predictions)
+    with tempfile.TemporaryDirectory() as tmp:
+        reference.to_parquet(Path(tmp) / REFERENCE_FILE, index=False)
+        client.log_artifact(run_id, str(Path(tmp) / REFERENCE_FILE), REFERENCE_DIR)
     figure = confusion_figure(matrix, f"validation, macro recall {scores[PRIMARY_METRIC]:.3f}")
     client.log_figure(run_id, figure, "confusion_matrix.png")
     confusion_matrix.log_confusion_matrix(list(LABELS), matrix.tolist())

@@ -24,6 +24,12 @@ def client(trained_home):
     return MlflowClient(settings.tracking_uri)
 
 
+def summary_validation_rows(trained_home) -> int:
+    settings, _ = trained_home
+    entities = pd.read_parquet(next(settings.pipeline_root.glob("*/feature-build-op/entities")))
+    return int((entities["split"] == "validation").sum())
+
+
 def test_first_run_registers_a_champion(trained_home, client):
     settings, summary = trained_home
     assert summary["alias"] == "champion" and summary["version"] == "1"
@@ -38,7 +44,12 @@ def test_first_run_registers_a_champion(trained_home, client):
     assert run.data.params["n_estimators"] == "400"
     assert {"git_commit", "feature_service", "data_version"} <= set(run.data.tags)
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
-    assert {"confusion_matrix.png", "environment.json", "features.json"} <= artifacts
+    assert {"confusion_matrix.png", "environment.json", "features.json", "reference"} <= artifacts
+    reference = pd.read_parquet(client.download_artifacts(
+        summary["run_id"], "reference/reference.parquet"))
+    assert {"text", "true_label", "label", "p_negative", "p_neutral", "p_positive"} <= set(
+        reference.columns)
+    assert len(reference) == summary_validation_rows(trained_home)
 
 
 def test_champion_loads_in_a_fresh_process_without_the_repository(trained_home, tmp_path):

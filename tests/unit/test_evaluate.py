@@ -25,3 +25,20 @@ def test_confusion_figure_draws_every_cell(tmp_path):
     assert len(figure.axes[0].texts) == 9
     figure.savefig(tmp_path / "cm.png")
     assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_reference_frame_pairs_posts_with_predictions():
+    import pandas as pd
+
+    from civicsense.evaluate import reference_frame
+
+    validation = pd.DataFrame({"post_id": ["a", "b"],
+                               "created_at": pd.to_datetime([0, 1], utc=True),
+                               "text": ["x", "y"], "label": ["neutral", "negative"],
+                               "split": ["validation"] * 2}, index=[7, 9])
+    predictions = pd.DataFrame({"label": ["positive", "negative"], "p_negative": [0.1, 0.8],
+                                "p_neutral": [0.2, 0.1], "p_positive": [0.7, 0.1]})
+    reference = reference_frame(validation, predictions)
+    assert reference["true_label"].tolist() == ["neutral", "negative"]
+    assert reference["label"].tolist() == ["positive", "negative"]
+    assert "split" not in reference and len(reference) == 2
