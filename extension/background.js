@@ -62,6 +62,21 @@ async function injectContent(tabId) {
   }
 }
 
+/** Inject the content script (once per page) and send it a message. */
+async function sendToPage(tabId, message) {
+  await injectContent(tabId);
+  try {
+    return await chrome.tabs.sendMessage(tabId, message);
+  } catch {
+    // A content script left by an earlier copy of the extension (reloaded or updated) keeps
+    // the page's guard but no longer listens: drop the guard and inject again.
+    await chrome.scripting.executeScript({ target: { tabId },
+      func: () => { delete globalThis.__civicsense; } });
+    await injectContent(tabId);
+    return chrome.tabs.sendMessage(tabId, message);
+  }
+}
+
 async function setPageState(tabId, state) {
   await chrome.storage.session.set({ [pageKey(tabId)]: { ...state, at: Date.now() } });
 }
@@ -69,10 +84,14 @@ async function setPageState(tabId, state) {
 async function analyzePage(tabId) {
   const settings = await loadSettings();
   await requireHostPermission(settings);
-  await injectContent(tabId);
   await setPageState(tabId, { state: "running", done: 0, total: 0 });
-  await chrome.tabs.sendMessage(tabId, { type: "cs:analyze-page", batchSize: settings.batchSize,
-    maxChars: settings.maxChars, endpoint: settings.endpoint });
+  try {
+    await sendToPage(tabId, { type: "cs:analyze-page", batchSize: settings.batchSize,
+      maxChars: settings.maxChars });
+  } catch (error) {
+    await setPageState(tabId, { state: "error", error: errorOf(error) });
+    throw error;
+  }
   return {};
 }
 
@@ -125,8 +144,7 @@ function recordPage(tabId, url, counts) {
 }
 
 async function showInPage(tabId, payload) {
-  await injectContent(tabId);
-  await chrome.tabs.sendMessage(tabId, { type: "cs:show-selection", ...payload });
+  await sendToPage(tabId, { type: "cs:show-selection", ...payload });
 }
 
 async function onContextMenu(info, tab) {

@@ -31,7 +31,8 @@ EXCLUDED = {"build.py"}
 PERMISSIONS = {"storage", "activeTab", "scripting", "contextMenus"}
 # Zip entries get a fixed timestamp so that the same sources give the same zip.
 ZIP_DATE = (2026, 1, 1, 0, 0, 0)
-REMOTE = re.compile(r"""(?:src|href)\s*=\s*["']\s*(?:https?:)?//|import\s*\(?\s*["']https?:""", re.I)
+REMOTE = re.compile(r"""(?:src|href)\s*=\s*["']\s*(?:https?:)?//"""
+                    r"""|import\s*\(?\s*["']https?:""", re.I)
 
 
 class BuildError(RuntimeError):

@@ -64,11 +64,13 @@ function renderSelection({ result, preview, maxChars, modelVersion }) {
   label.textContent = result.label;
   label.className = `big-label ${result.label}`;
   $("selection-probs").replaceChildren(...probabilityRows(result.probabilities));
-  const meta = [`“${preview}${result.chars > preview.length ? "…" : ""}”`];
+  const meta = [];
   if (result.topics?.length) meta.push(`Topics: ${result.topics.map(topicName).join(", ")}`);
   if (result.truncated) meta.push(`Long selection: only its first ${maxChars} characters were analyzed.`);
   if (modelVersion) meta.push(`Model version ${String(modelVersion).split("+")[0]}`);
-  $("selection-meta").replaceChildren(...meta.map((m) => h("div", { text: m })));
+  $("selection-meta").replaceChildren(
+    h("div", { class: "preview", text: `${preview}${result.chars > preview.length ? "…" : ""}` }),
+    ...meta.map((m) => h("div", { text: m })));
 }
 
 async function analyzePage() {
@@ -142,14 +144,17 @@ function renderHistory(history) {
   const rows = [{ id: ALL, name: "All posts" }, ...settings.topics].map((t) => {
     const trend = topicTrend(history, t.id);
     const n = total(trend.sum);
-    const words = { up: "↗ warmer", down: "↘ cooler", flat: "→ steady", none: "" };
-    const dir = n ? `${n} posts · net ${trend.net >= 0 ? "+" : ""}${pct(trend.net)} ${words[trend.direction]}`
-      : "no posts yet";
+    const arrows = { up: "↗", down: "↘", flat: "→", none: "" };
+    const words = { up: "getting more positive", down: "getting more negative", flat: "steady",
+      none: "not enough days for a trend" };
+    const netText = `${trend.net > 0 ? "+" : trend.net < 0 ? "−" : "±"}${pct(Math.abs(trend.net ?? 0))}`;
+    const dir = n ? `${arrows[trend.direction]} ${netText} · ${n} posts`.trim() : "no posts yet";
+    const explain = n ? `${t.name}: ${n} posts, net ${netText}, ${words[trend.direction]}` : `${t.name}: no posts yet`;
     const spark = sparkline(trend.series);
-    spark.setAttribute("aria-label", `${t.name}: ${dir}`);
+    spark.setAttribute("aria-label", explain);
     return h("div", { class: "trend", dataset: { topic: t.id, total: n, direction: trend.direction } },
       h("span", { class: "name", text: t.name }), spark,
-      h("span", { class: `dir ${trend.direction}`, text: dir }));
+      h("span", { class: `dir ${trend.direction}`, text: dir, title: explain }));
   });
   $("history-topics").replaceChildren(...rows);
   $("history-title").textContent = `Your history · last ${TREND_DAYS} days`;

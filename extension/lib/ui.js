@@ -64,21 +64,15 @@ export function sparkline(series, { width = 84, height = 22 } = {}) {
   const step = series.length > 1 ? (width - 4) / (series.length - 1) : 0;
   const pts = series.map((d, i) => (d.net === null ? null
     : [2 + i * step, mid - d.net * (height / 2 - 3)]));
-  let run = [];
-  const flush = () => {
-    if (run.length > 1) {
-      svg.append(s("polyline", { points: run.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "),
-        class: "spark-line" }));
-    }
-    run = [];
-  };
-  for (const p of pts) {
-    if (p) {
-      run.push(p);
-      svg.append(s("circle", { cx: p[0].toFixed(1), cy: p[1].toFixed(1), r: 1.8, class: "spark-dot" }));
-    } else flush();
+  // Days without posts are skipped: the line joins the days that have some.
+  const drawn = pts.filter(Boolean);
+  if (drawn.length > 1) {
+    svg.append(s("polyline", { points: drawn.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "),
+      class: "spark-line" }));
   }
-  flush();
+  for (const [x, y] of drawn) {
+    svg.append(s("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 1.8, class: "spark-dot" }));
+  }
   const title = s("title");
   title.textContent = "Daily net sentiment (positive − negative) / posts";
   svg.prepend(title);

@@ -56,7 +56,8 @@ def draw(size: int) -> bytes:
 
                 c = coverage(size, x, y, in_bar)
                 if c:
-                    color = tuple(round(c * fg + (1 - c) * bg) for fg, bg in zip(rgb, BG))
+                    pairs = zip(rgb, BG, strict=True)
+                    color = tuple(round(c * fg + (1 - c) * bg) for fg, bg in pairs)
             row.append((*color, round(255 * a)))
         pixels.append(row)
     return png(size, pixels)

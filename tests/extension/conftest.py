@@ -5,11 +5,9 @@ built extension loaded, the local test pages on a local HTTP server, and the REA
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,40 +21,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-PAGES = Path(__file__).resolve().parent / "pages"
-OUTPUT = ROOT / "test-output" / "extension"
-CHROMIUM = Path(os.environ.get("CIVICSENSE_CHROMIUM", "/usr/bin/chromium"))
-MODEL = "civicsense-sentiment"
-
-
-def _load_build_module():
-    spec = importlib.util.spec_from_file_location("civicsense_extension_build",
-                                                  ROOT / "extension" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load_build_module()
-
-
-def require_chromium() -> Path:
-    """Debian's Chromium, or skip (locally) / fail (in CI, which installs it)."""
-    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
-        return CHROMIUM
-    reason = (f"{CHROMIUM} is missing: `apt-get install chromium` (Debian's package; never a "
-              "downloaded browser)")
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must provide Chromium: {reason}")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from ext_support import MODEL, OUTPUT, PAGES, build, free_port, require_chromium
 
 
 @pytest.fixture(scope="session")
@@ -112,14 +77,9 @@ class ModelServer:
 
 
 @pytest.fixture(scope="session")
-def model_server(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+def model_server(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
     """`civicsense serve` on a free port, serving models:/civicsense-sentiment@champion from the
     registry the real pipeline run filled; killed (its whole process group) at the end."""
-    if os.environ.get("HELPERB_DEV_SERVER"):  # DEVONLY
-        u = os.environ["HELPERB_DEV_SERVER"]  # DEVONLY
-        yield ModelServer(u, _get_json(f"{u}/v2/models/{MODEL}")["versions"][0], Path("/dev/null"), None)  # DEVONLY
-        return  # DEVONLY
-    request.getfixturevalue("trained_home")  # DEVONLY
     civicsense = Path(sys.executable).parent / "civicsense"
     command = [str(civicsense)] if civicsense.exists() else [sys.executable, "-m", "civicsense.cli"]
     port = free_port()
@@ -189,8 +149,8 @@ class Browser:
         return page
 
     def tab_id(self, page) -> int:
-        tab_id = self.sw("async (url) => (await chrome.tabs.query({})).find(t => t.url === url)?.id",
-                         page.url)
+        tab_id = self.sw(
+            "async (url) => (await chrome.tabs.query({})).find(t => t.url === url)?.id", page.url)
         assert isinstance(tab_id, int), f"no tab for {page.url}"
         return tab_id
 

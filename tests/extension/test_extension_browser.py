@@ -4,10 +4,14 @@ server on a really registered model, on the local test pages in tests/extension/
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from ext_support import ROOT, free_port
 
 CLASSES = ("negative", "neutral", "positive")
 TOPICS = ("abortion", "climate", "feminism", "religion", "elections")
@@ -117,6 +121,27 @@ def test_article_paragraphs_and_topics(ext):
     assert page.locator("aside civicsense-badge, nav civicsense-badge").count() == 0
 
 
+def test_context_menu_analyze_this_page(ext):
+    """Right-click "CivicSense: analyze this page" (its handler, as Chromium calls it)."""
+    page = ext.open_page("article.html")
+    ext.sw("""async (tabId) => civicsense.onContextMenu(
+        {menuItemId: 'civicsense-analyze-page'}, {id: tabId})""", ext.tab_id(page))
+    status = page.locator("civicsense-panel .status")
+    status.filter(has_text="Analyzed").wait_for()
+    assert status.inner_text().startswith("Analyzed 8 posts")
+    assert len(badges(page)) == 8
+
+
+def test_recovers_from_a_stale_content_script(ext):
+    """A page still holding the guard of an earlier copy of the extension (reloaded or
+    updated) but no listener gets a fresh content script."""
+    page = ext.open_page("article.html")
+    ext.sw("""(tabId) => chrome.scripting.executeScript({target: {tabId}, args: [chrome.runtime.id],
+        func: (id) => { globalThis.__civicsense = {runtimeId: id}; }})""", ext.tab_id(page))
+    ext.analyze_page(page)
+    assert len(badges(page)) == 8
+
+
 def test_selection_popup_and_context_menu(ext, model_server):
     page = ext.open_page("article.html")
     quote = page.locator("blockquote").first
@@ -166,8 +191,6 @@ def test_page_without_posts(ext):
 
 
 def test_endpoint_down(ext, model_server):
-    from conftest import free_port
-
     ext.reset(endpoint=f"http://127.0.0.1:{free_port()}")  # nothing listens there
     page = ext.open_page("feed.html")
     popup = ext.analyze_page(page, expect="error")
@@ -210,10 +233,20 @@ def test_long_page_progress_and_truncation(ext, model_server):
     ext.reset(endpoint=model_server.url, batchSize=16, maxChars=500)
     page = ext.open_page("long.html")
     popup = ext.popup(page)
+    # Record every state the page goes through (storage change events are never merged).
+    popup.evaluate("""() => { window.seen = [];
+        chrome.storage.onChanged.addListener((changes, area) => {
+            for (const [key, change] of Object.entries(changes))
+                if (area === 'session' && key.startsWith('page:') && change.newValue)
+                    window.seen.push([change.newValue.state, change.newValue.done,
+                                      change.newValue.total]);
+        }); }""")
     popup.click("#analyze-page")
-    # Progress shows while batches come back (the page's own panel, and the popup).
-    popup.wait_for_selector("#page[data-state=running] #page-progress:not([hidden])")
     popup.wait_for_selector("#page[data-state=done]", timeout=120_000)
+    seen = popup.evaluate("() => window.seen")
+    running = [done for state, done, total in seen if state == "running" and total == 241]
+    assert running == list(range(0, 241, 16)) + [241], "progress after every batch of 16"
+    assert seen[-1] == ["done", 241, 241]
     found = badges(page)
     assert len(found) == 241
     assert page.locator("civicsense-panel .status").inner_text().startswith("Analyzed 241 posts")
@@ -222,9 +255,13 @@ def test_long_page_progress_and_truncation(ext, model_server):
     assert long and "truncated" in long
     assert "1 long posts were cut" in popup.locator("#page-state").inner_text()
     assert sum(1 for b in found if b["note"]) == 1
-    # The page stayed responsive: it still runs its own script and scrolls.
-    assert page.evaluate("() => new Promise(r => setTimeout(() => r(1 + 1), 0))") == 2
     ext.shot(popup, "long-page-insights", full_page=True)
+    # How the popup draws a page in progress.
+    ext.sw("([key, value]) => chrome.storage.session.set({[key]: value})",
+           [f"page:{ext.tab_id(page)}", {"state": "running", "done": 48, "total": 241}])
+    popup.wait_for_selector("#page[data-state=running] #page-progress:not([hidden])")
+    assert popup.locator("#page-state").inner_text() == "Analyzing 48 / 241 posts…"
+    assert popup.locator("#page-progress").evaluate("p => [p.value, p.max]") == [48, 241]
 
 
 def test_options_persist_and_test_connection(ext, model_server):
@@ -269,6 +306,16 @@ def test_options_persist_and_test_connection(ext, model_server):
     assert ext.storage()["settings"]["endpoint"] == model_server.url
 
 
+def test_endpoint_without_permission_is_refused(ext):
+    """An endpoint the user has not granted is never contacted: the worker refuses first."""
+    ext.reset(endpoint="https://civicsense.example.org")
+    error = ext.sw("""async () => {
+        try { await civicsense.classifyTexts(['A text']); return null; }
+        catch (e) { return {kind: e.kind, message: e.message}; } }""")
+    assert error["kind"] == "permission"
+    assert "https://civicsense.example.org" in error["message"]
+
+
 def test_history_counts_per_topic_and_day_without_texts(ext):
     feed = ext.open_page("feed.html")
     ext.analyze_page(feed)
@@ -290,3 +337,68 @@ def test_history_counts_per_topic_and_day_without_texts(ext):
     for text in ["So happy and proud today", "Fantastic news", "127.0.0.1:" + ext.pages_url[-5:]]:
         assert text not in dump
     assert "feed.html" not in dump and "comments.html" not in dump
+
+
+def _seed_history(ext) -> None:
+    """Thirteen earlier days of counts (what weeks of browsing leave behind): climate warming
+    up, abortion cooling down, so that the trends have something to show."""
+    ext.sw("""async () => {
+        const days = {};
+        for (let i = 13; i >= 1; i -= 1) {
+            const d = new Date(); d.setDate(d.getDate() - i);
+            const key = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-` +
+                String(d.getDate()).padStart(2, '0');
+            if (i % 3 === 2) continue;  // days without browsing leave gaps
+            const t = 13 - i;
+            days[key] = {
+                _all: {negative: 20 - t, neutral: 15, positive: 8 + t},
+                climate: {negative: 6 - Math.floor(t / 3), neutral: 3, positive: 2 + t},
+                abortion: {negative: 2 + Math.floor(t / 2), neutral: 2,
+                           positive: 6 - Math.floor(t / 3)},
+                elections: {negative: 4, neutral: 5, positive: 4},
+            };
+        }
+        await chrome.storage.local.set({history: {version: 1, days}});
+    }""")
+
+
+def test_insights_panel_trends_and_readme_screenshot(ext, output_dir):
+    _seed_history(ext)
+    page = ext.open_page("feed.html")
+    page.set_viewport_size({"width": 1180, "height": 760})
+    popup = ext.analyze_page(page)
+    trends = {r.get_attribute("data-topic"): r.get_attribute("data-direction")
+              for r in popup.locator("#history-topics .trend").all()}
+    assert trends["climate"] == "up" and trends["abortion"] == "down"
+    assert trends["feminism"] == "none"  # one day of posts: no trend yet
+    assert popup.locator("#history-topics .trend[data-topic=climate] polyline").count() >= 1
+    page.locator("civicsense-panel").evaluate("el => el.remove()")
+    page.mouse.move(0, 0)
+    shot_page = ext.shot(page, "insights-page")
+    shot_popup = output_dir / "insights-popup.png"
+    popup.locator("body").screenshot(path=str(shot_popup))
+    composite = output_dir / "insights-panel.png"
+    _compose(shot_page, shot_popup, composite)
+    if os.environ.get("CIVICSENSE_UPDATE_DOCS") == "1":
+        target = ROOT / "docs" / "img" / "insights-panel.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(composite, target)
+
+
+def _compose(page_png: Path, popup_png: Path, out: Path) -> None:
+    """The popup drawn over the page's top right corner, as Chromium shows it: one small PNG
+    for the README (palette-quantised)."""
+    from PIL import Image, ImageFilter
+
+    page = Image.open(page_png).convert("RGB")
+    popup = Image.open(popup_png).convert("RGB")
+    x, y = page.width - popup.width - 24, 12
+    shadow = Image.new("RGBA", (popup.width + 24, popup.height + 24), (0, 0, 0, 0))
+    shadow.paste((0, 0, 0, 90), (12, 14, popup.width + 12, popup.height + 14))
+    shadow = shadow.filter(ImageFilter.GaussianBlur(6))
+    canvas = page.convert("RGBA")
+    canvas.alpha_composite(shadow, (x - 12, y - 12))
+    canvas = canvas.convert("RGB")
+    canvas.paste(popup, (x, y))
+    canvas = canvas.crop((0, 0, page.width, max(page.height, y + popup.height + 16)))
+    canvas.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)

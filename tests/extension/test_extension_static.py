@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, build
+from ext_support import ROOT, build
 
 SOURCE = ROOT / "extension"
 SCRIPTS = sorted(p for p in SOURCE.rglob("*.js") if "dist" not in p.parts)
