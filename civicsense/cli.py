@@ -10,7 +10,9 @@ from pathlib import Path
 
 import typer
 
+from civicsense.cli_monitor import register as register_monitor
 from civicsense.cli_serving import register as register_serving
+from civicsense.params import PipelineParams
 from civicsense.settings import Settings, get_settings
 
 app = typer.Typer(help="CivicSense: sentiment on social reforms, trained by a Kubeflow "
@@ -19,6 +21,7 @@ app = typer.Typer(help="CivicSense: sentiment on social reforms, trained by a Ku
 pipeline_app = typer.Typer(help="Compile or submit the training pipeline.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 
+DEFAULTS = PipelineParams()
 DataOption = typer.Option(None, "--data", help="Data source: path, https:// URL or gs:// URI "
                           "[env CIVICSENSE_DATA; default the ../shared/data mirror].")
 HomeOption = typer.Option(None, "--home", help="State directory [env CIVICSENSE_HOME; "
@@ -38,20 +41,22 @@ def _settings(data: str | None, home: Path | None) -> Settings:
 def run(
     data: str = DataOption,
     home: Path = HomeOption,
-    sample_size: int = typer.Option(0, help="Stratified sample of the snapshot (0 = all)."),
-    split: str = typer.Option("time", help="Validation split: time or random."),
-    validation_fraction: float = typer.Option(0.2, help="Share of posts held out."),
-    n_estimators: int = typer.Option(400, help="XGBoost boosting rounds."),
-    max_depth: int = typer.Option(4, help="XGBoost tree depth."),
-    learning_rate: float = typer.Option(0.05, help="XGBoost learning rate."),
-    gate_margin: float = typer.Option(0.0, help="Macro recall a candidate must gain over "
-                                      "the champion to become challenger."),
+    sample_size: int = typer.Option(DEFAULTS.sample_size,
+                                    help="Stratified sample of the snapshot (0 = all)."),
+    split: str = typer.Option(DEFAULTS.split_method, help="Validation split: time or random."),
+    validation_fraction: float = typer.Option(DEFAULTS.validation_fraction,
+                                              help="Share of posts held out."),
+    n_estimators: int = typer.Option(DEFAULTS.n_estimators, help="XGBoost boosting rounds."),
+    max_depth: int = typer.Option(DEFAULTS.max_depth, help="XGBoost tree depth."),
+    learning_rate: float = typer.Option(DEFAULTS.learning_rate, help="XGBoost learning rate."),
+    gate_margin: float = typer.Option(DEFAULTS.gate_margin, help="Macro recall a candidate must "
+                                      "gain over the champion to become challenger."),
     cache: bool = typer.Option(True, help="Reuse unchanged steps from earlier local runs."),
     summary_json: Path = typer.Option(None, help="Also write the run summary to this file."),
 ) -> None:
     """Run the training pipeline end to end on this machine (KFP local runner)."""
     from civicsense.ingest import IngestError
-    from civicsense.pipeline import PipelineParams, run_local
+    from civicsense.pipeline import run_local
     from civicsense.sources import SourceError, check
 
     if split not in {"time", "random"}:
@@ -60,7 +65,7 @@ def run(
         fail("--validation-fraction must be between 0 and 1")
     settings = _settings(data, home)
     params = PipelineParams(sample_size, split, validation_fraction, n_estimators, max_depth,
-                            learning_rate, 0, gate_margin)
+                            learning_rate, DEFAULTS.seed, gate_margin)
     typer.echo(f"data: {settings.data}\nhome: {settings.home_dir}\n"
                f"tracking: {settings.tracking_uri}")
     started = time.perf_counter()
@@ -123,7 +128,7 @@ def submit_command(
     sample_size: int = typer.Option(0, help="Stratified sample (0 = all)."),
 ) -> None:
     """Submit a run of the compiled pipeline to a Kubeflow Pipelines endpoint."""
-    from civicsense.pipeline import PipelineParams, submit
+    from civicsense.pipeline import submit
 
     settings = _settings(data, None)
     try:
@@ -135,6 +140,7 @@ def submit_command(
 
 
 register_serving(app)
+register_monitor(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

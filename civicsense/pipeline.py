@@ -5,31 +5,19 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
+from civicsense.params import PipelineParams
 from civicsense.settings import PROJECT_ROOT, Settings
 from civicsense.sources import fingerprint
 
 COMPILED_PIPELINE = PROJECT_ROOT / "pipelines" / "civicsense_training.yaml"
 
 
-@dataclass
-class PipelineParams:
-    """The pipeline's tunable parameters (the data source comes from Settings)."""
-
-    sample_size: int = 0
-    split_method: str = "time"
-    validation_fraction: float = 0.2
-    n_estimators: int = 400
-    max_depth: int = 4
-    learning_rate: float = 0.05
-    seed: int = 0
-    gate_margin: float = 0.0
-
-    def arguments(self, settings: Settings) -> dict[str, object]:
-        return {"data_source": settings.data,
-                "source_fingerprint": fingerprint(settings.data, settings), **vars(self)}
+def arguments(settings: Settings, params: PipelineParams) -> dict[str, object]:
+    """The pipeline's arguments: the data source, its fingerprint and the parameters."""
+    return {"data_source": settings.data,
+            "source_fingerprint": fingerprint(settings.data, settings), **vars(params)}
 
 
 def run_local(settings: Settings, params: PipelineParams, cache: bool = True) -> dict:
@@ -48,7 +36,7 @@ def run_local(settings: Settings, params: PipelineParams, cache: bool = True) ->
                pipeline_root=str(settings.pipeline_root), enable_caching=cache)
     from pipelines.training import training_pipeline
 
-    task = training_pipeline(**params.arguments(settings))
+    task = training_pipeline(**arguments(settings, params))
     return json.loads(task.output)
 
 
@@ -71,5 +59,5 @@ def submit(host: str, settings: Settings, params: PipelineParams, experiment: st
         compile_pipeline()
     client = kfp.Client(host=host, namespace=namespace)
     run = client.create_run_from_pipeline_package(
-        str(COMPILED_PIPELINE), arguments=params.arguments(settings), experiment_name=experiment)
+        str(COMPILED_PIPELINE), arguments=arguments(settings, params), experiment_name=experiment)
     return run.run_id

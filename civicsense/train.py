@@ -25,6 +25,7 @@ import civicsense
 from civicsense import LABELS
 from civicsense.featurize import Featurizer, encode_labels
 from civicsense.model import PROBABILITY_COLUMNS, SentimentModel
+from civicsense.params import TrainParams
 from civicsense.settings import PROJECT_ROOT, Settings
 from civicsense.tracking import configure_mlflow
 
@@ -35,18 +36,6 @@ SIGNATURE = ModelSignature(
     outputs=Schema([ColSpec("string", "label"),
                     *(ColSpec("float", column) for column in PROBABILITY_COLUMNS)]),
 )
-
-
-@dataclass
-class TrainParams:
-    """XGBoost hyper-parameters the pipeline exposes."""
-
-    n_estimators: int = 400
-    max_depth: int = 4
-    learning_rate: float = 0.05
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    seed: int = 0
 
 
 @dataclass

@@ -25,8 +25,9 @@ def train_op(
     import pandas as pd
 
     from civicsense.features import training_frame
+    from civicsense.params import TrainParams
     from civicsense.settings import Settings
-    from civicsense.train import TrainParams, train
+    from civicsense.train import train
 
     settings = Settings()
     rows = pd.read_parquet(entities.path)

@@ -2,11 +2,14 @@
 
 from kfp import dsl, kubernetes
 
+from civicsense.params import PipelineParams
 from components.evaluate import evaluate_op
 from components.feature_build import feature_build_op
 from components.ingest import ingest_op
 from components.register import register_op
 from components.train import train_op
+
+DEFAULTS = PipelineParams()
 
 PIPELINE_NAME = "civicsense-training"
 # Cluster wiring (ignored by the local runner): shared state on a PVC, settings from a
@@ -14,7 +17,7 @@ PIPELINE_NAME = "civicsense-training"
 STATE_PVC, STATE_MOUNT = "civicsense-state", "/var/civicsense"
 CONFIG_MAP = "civicsense-config"
 CONFIG_KEYS = ("CIVICSENSE_HOME", "MLFLOW_TRACKING_URI", "GOOGLE_APPLICATION_CREDENTIALS")
-GCP_SECRET, GCP_MOUNT = "civicsense-gcp", "/var/secrets/gcp"
+GCP_SECRET, GCP_MOUNT = "civicsense-gcs", "/var/secrets/gcp"
 
 
 def _on_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -31,14 +34,14 @@ def _on_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
 def training_pipeline(
     data_source: str,
     source_fingerprint: str = "",
-    sample_size: int = 0,
-    split_method: str = "time",
-    validation_fraction: float = 0.2,
-    n_estimators: int = 400,
-    max_depth: int = 4,
-    learning_rate: float = 0.05,
-    seed: int = 0,
-    gate_margin: float = 0.0,
+    sample_size: int = DEFAULTS.sample_size,
+    split_method: str = DEFAULTS.split_method,
+    validation_fraction: float = DEFAULTS.validation_fraction,
+    n_estimators: int = DEFAULTS.n_estimators,
+    max_depth: int = DEFAULTS.max_depth,
+    learning_rate: float = DEFAULTS.learning_rate,
+    seed: int = DEFAULTS.seed,
+    gate_margin: float = DEFAULTS.gate_margin,
 ) -> str:
     run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
     ingested = _on_cluster(ingest_op(source=data_source, source_fingerprint=source_fingerprint))

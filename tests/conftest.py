@@ -34,7 +34,8 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Set
     """One real local pipeline run (KFP local runner) on a mirror sample: a state directory
     whose MLflow registry holds civicsense-sentiment@champion, and the run's summary."""
     require_mirror_dir()
-    from civicsense.pipeline import PipelineParams, run_local
+    from civicsense.params import PipelineParams
+    from civicsense.pipeline import run_local
 
     home = tmp_path_factory.mktemp("trained-home")
     saved = {k: os.environ.get(k) for k in ("CIVICSENSE_HOME", "CIVICSENSE_DATA",

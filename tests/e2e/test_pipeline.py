@@ -100,7 +100,8 @@ def test_feast_online_store_and_no_training_serving_skew(trained_home):
 
 
 def test_unchanged_rerun_reuses_the_cache_and_the_version(trained_home):
-    from civicsense.pipeline import PipelineParams, run_local
+    from civicsense.params import PipelineParams
+    from civicsense.pipeline import run_local
     from tests_support import MIRROR_DATA
 
     settings, first = trained_home

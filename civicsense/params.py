@@ -1,0 +1,31 @@
+"""The pipeline's parameters and the model's hyper-parameters, with their defaults, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainParams:
+    """XGBoost hyper-parameters."""
+
+    n_estimators: int = 400
+    max_depth: int = 4
+    learning_rate: float = 0.05
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    seed: int = 0
+
+
+@dataclass
+class PipelineParams:
+    """The training pipeline's tunable parameters (the data source comes from Settings)."""
+
+    sample_size: int = 0
+    split_method: str = "time"
+    validation_fraction: float = 0.2
+    n_estimators: int = TrainParams.n_estimators
+    max_depth: int = TrainParams.max_depth
+    learning_rate: float = TrainParams.learning_rate
+    seed: int = TrainParams.seed
+    gate_margin: float = 0.0
