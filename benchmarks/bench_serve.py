@@ -2,7 +2,9 @@
 two peers a user would pick instead, all on the same registered model in one run.
 
 - in-process: SentimentPredictor.predict_proba, 1 OpenMP thread.
-- civicsense: `civicsense serve` (KServe SDK), V1 and V2, 1 and 2 workers, OMP_NUM_THREADS=1.
+- civicsense: `civicsense serve` (KServe SDK), V1 and V2, 1 and 2 workers, OMP_NUM_THREADS=1,
+  configured as the cluster runtime is (no local payload log), plus one row with the local
+  payload log on (`make serve`'s default: a background thread featurizes and writes each record).
 - MLServer 1.7.1 + mlserver-mlflow (KServe's own MLflow runtime code), V2, in its own venv under
   $CIVICSENSE_HOME/bench/ that this script creates (uvloop pinned to 0.21.0, see PLATFORM-NOTES).
 - `mlflow models serve --env-manager local`, 1 and 2 workers.
@@ -254,14 +256,19 @@ def mlflow_body(texts: list[str]) -> bytes:
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "CIVICSENSE_SERVE_THREADS": "1"}
 
 
-def civicsense_server(settings: Settings, workers: int, v2: bool) -> Server:
+def civicsense_server(settings: Settings, workers: int, v2: bool,
+                      payload_log: bool = False) -> Server:
+    """As deployed by manifests/servingruntime.yaml: no local payload log (on the cluster
+    KServe's logger does it); `payload_log=True` is `make serve`'s default."""
     port = free_port()
-    return Server(f"civicsense V{2 if v2 else 1} w{workers}",
+    return Server(f"civicsense V{2 if v2 else 1} w{workers}" + (" +payload log" * payload_log),
                   [str(BIN / "civicsense"), "serve", "--port", str(port), "--workers",
                    str(workers), "--model-uri", settings.serve_model_uri], port,
                   "/v2/health/ready", v2_body if v2 else v1_body,
                   f"/v2/models/{MODEL_NAME}/infer" if v2 else f"/v1/models/{MODEL_NAME}:predict",
-                  env={**THREAD_ENV, "MLFLOW_TRACKING_URI": settings.tracking_uri})
+                  env={**THREAD_ENV, "MLFLOW_TRACKING_URI": settings.tracking_uri,
+                       "CIVICSENSE_LOG_PREDICTIONS": str(payload_log).lower(),
+                       "CIVICSENSE_INFERENCE_LOG_URI": str(settings.home_dir / "bench" / "log")})
 
 
 def mlserver_venv(bench_dir: Path) -> Path:
@@ -302,7 +309,8 @@ def mlflow_server(model_dir: Path, workers: int) -> Server:
     return Server(f"mlflow models serve w{workers}",
                   [str(BIN / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager",
                    "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)], port,
-                  "/ping", mlflow_body, "/invocations", env=THREAD_ENV)
+                  "/ping", mlflow_body, "/invocations",  # it execs `uvicorn` from PATH
+                  env={**THREAD_ENV, "PATH": f"{BIN}:{os.environ['PATH']}"})
 
 
 def soak(server: Server, texts: list[str], seconds: float, clients: int) -> LoadResult:
@@ -326,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # A TERM (timeout, Ctrl-C via make) unwinds through the `finally` that stops the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = Settings(serve_threads=1)
     bench_dir = settings.home_dir / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
@@ -335,14 +345,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {settings.serve_model_uri} = version {model.version_tag}", flush=True)
     import mlflow
 
-    model_dir = Path(mlflow.artifacts.download_artifacts(model.uri, dst_path=str(
+    model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.location, dst_path=str(
         bench_dir / f"model-v{model.version}")))
     texts = tweets()
     results: dict[str, dict] = {"in-process (ceiling)": in_process(model, texts, args.seconds)}
     print(results, flush=True)
 
     servers = [civicsense_server(settings, 1, False), civicsense_server(settings, 2, False),
-               civicsense_server(settings, 2, True)]
+               civicsense_server(settings, 2, True),
+               civicsense_server(settings, 2, False, payload_log=True)]
     if not args.skip_peers:
         servers += [mlserver_server(bench_dir, model_dir, 0),
                     mlserver_server(bench_dir, model_dir, 2),

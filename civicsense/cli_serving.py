@@ -36,13 +36,19 @@ def serve_command(
     max_text_chars: int = typer.Option(None, "--max-text-chars", help="Longest text."),
 ) -> None:
     """Serve the registered model over KServe V1 and V2 on one port (no cluster needed)."""
+    from mlflow.exceptions import MlflowException
+
     from civicsense.serving import serve
 
     settings = get_settings(serve_port=port, serve_model_uri=model_uri, serve_workers=workers,
                             max_batch=max_batch, max_text_chars=max_text_chars)
     typer.echo(f"serving {settings.serve_model_uri} on http://0.0.0.0:{settings.serve_port} "
                f"(tracking {settings.tracking_uri})", err=True)
-    serve(settings)
+    try:
+        serve(settings)
+    except MlflowException as error:
+        _fail(f"cannot load {settings.serve_model_uri}: {error.message} (register a model "
+              "first: `make run`)")
 
 
 def _run(verb: str, dry_run: bool, namespace: str | None, context: str | None, **kwargs):

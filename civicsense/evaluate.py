@@ -80,8 +80,10 @@ def reference_frame(validation, predictions):
 
 
 def score_champion(client: MlflowClient, model_name: str, texts: Sequence[str],
-                   labels: Sequence[str]) -> Champion | None:
-    """The current champion's primary metric on these texts, or None when there is none."""
+                   labels: Sequence[str], candidate_run_id: str | None = None,
+                   candidate_predictions: Sequence[str] | None = None) -> Champion | None:
+    """The current champion's primary metric on these texts, or None when there is none.
+    When the champion is the candidate itself (a rerun), its predictions are reused."""
     import mlflow.pyfunc
     import pandas as pd
 
@@ -89,8 +91,11 @@ def score_champion(client: MlflowClient, model_name: str, texts: Sequence[str],
         version = client.get_model_version_by_alias(model_name, "champion")
     except MlflowException:
         return None
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
-    predicted = model.predict(pd.DataFrame({"text": list(texts)}))["label"]
+    if candidate_predictions is not None and version.run_id == candidate_run_id:
+        predicted = candidate_predictions
+    else:
+        model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
+        predicted = model.predict(pd.DataFrame({"text": list(texts)}))["label"]
     score = classification_metrics(labels, predicted)[PRIMARY_METRIC]
     log.info("champion v%s macro recall on this validation data: %.4f", version.version, score)
     return Champion(str(version.version), score)

@@ -349,6 +349,10 @@ KINDS = {
     ("v1", "Secret"): "V1Secret",
     ("v1", "ServiceAccount"): "V1ServiceAccount",
     ("v1", "ConfigMap"): "V1ConfigMap",
+    ("batch/v1", "CronJob"): "V1CronJob",
+    ("apps/v1", "Deployment"): "V1Deployment",
+    ("v1", "Service"): "V1Service",
+    ("v1", "PersistentVolumeClaim"): "V1PersistentVolumeClaim",
 }
 
 

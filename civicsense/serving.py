@@ -7,9 +7,12 @@ keep-alive connection, so no client mistake may reach the model as an exception.
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import os
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
 
 from civicsense import LABELS, MODEL_NAME
+from civicsense.inference_log import log_prediction
 from civicsense.settings import Settings
 from kserve import Model
 
@@ -111,6 +115,8 @@ def texts_from_v2(request: InferRequest, limits: Limits) -> list[str]:
         raise InvalidInput(f'input "{INPUT_NAME}" must have shape [n] or [n, 1], not {shape}')
     if not isinstance(data, list):
         raise InvalidInput(f'input "{INPUT_NAME}" data must be a list of strings')
+    if len(shape) == 2 and data and all(isinstance(row, list) for row in data):
+        data = [item for row in data for item in row]  # row-major nested form of [n, 1]
     if math.prod(shape) != len(data):
         raise InvalidInput(f'input "{INPUT_NAME}" has shape {list(shape)} but {len(data)} '
                            "items of data")
@@ -126,6 +132,7 @@ class LoadedModel:
     uri: str
     version: str  # MLflow registered version, or "unregistered"
     run_id: str
+    location: str = ""  # where the model directory was read from
 
     @property
     def version_tag(self) -> str:
@@ -139,10 +146,13 @@ def load_model(uri: str, settings: Settings) -> LoadedModel:
     import mlflow.pyfunc
 
     version = settings.model_version or "unregistered"
+    location = uri
     if uri.startswith("models:/"):
-        from civicsense.tracking import configure_mlflow
+        from mlflow import MlflowClient
 
-        client = configure_mlflow(settings)
+        # An explicit client, no global MLflow state: the registry is the configured one.
+        client = MlflowClient(tracking_uri=settings.tracking_uri,
+                              registry_uri=settings.tracking_uri)
         name, _, ref = uri.removeprefix("models:/").partition("@")
         if ref:  # an alias
             found = client.get_model_version_by_alias(name, ref)
@@ -150,13 +160,14 @@ def load_model(uri: str, settings: Settings) -> LoadedModel:
             name, _, number = name.partition("/")
             found = client.get_model_version(name, number)
         version, uri = str(found.version), f"models:/{name}/{found.version}"
+        location = client.get_model_version_download_uri(name, found.version)
     elif "://" not in uri:
-        uri = str(Path(uri).expanduser().resolve())
-    pyfunc = mlflow.pyfunc.load_model(uri)
+        uri = location = str(Path(uri).expanduser().resolve())
+    pyfunc = mlflow.pyfunc.load_model(location)
     predictor = pyfunc.unwrap_python_model().predictor
     # One OpenMP thread per worker: with several workers on few cores, more threads thrash.
     predictor.booster.set_param({"nthread": settings.serve_threads})
-    return LoadedModel(predictor, uri, version, str(pyfunc.metadata.run_id or "none"))
+    return LoadedModel(predictor, uri, version, str(pyfunc.metadata.run_id or "none"), location)
 
 
 # ---------------------------------------------------------------- the KServe model
@@ -191,6 +202,8 @@ class SentimentKServeModel(Model):
                                                                             self.limits)
         probabilities = self.loaded.predictor.predict_proba(texts).astype(np.float32)
         labels = [LABELS[i] for i in probabilities.argmax(axis=1)]
+        # Payload log (docs/monitoring.md): queued for a background writer; never raises.
+        log_prediction(self.settings, texts, labels, probabilities, self.loaded.version_tag)
         if not v2:
             rows = probabilities.tolist()
             return {"predictions": [{"label": label, "probabilities": dict(zip(LABELS, row,
@@ -278,9 +291,36 @@ def install_error_handlers(app) -> None:
 def _install_on_kserve_app() -> None:
     # Runs at import: worker processes (spawned with --workers > 1) import this module when
     # they unpickle the model, and build their app from kserve.model_server.app.
+    from fastapi.exceptions import FastAPIDeprecationWarning
+
     from kserve import model_server
 
     install_error_handlers(model_server.app)
+    # KServe 0.21 still answers with ORJSONResponse: FastAPI warns on every request.
+    warnings.filterwarnings("ignore", category=FastAPIDeprecationWarning)
+
+
+def log_config(access_log: bool) -> dict:
+    """KServe's logging setup, minus the per-request lines: its timing middleware logs two
+    `kserve.trace` lines per request (the same figures are on /metrics) and uvicorn one access
+    line; at a few ms per request that logging is a real share of the cost."""
+    from kserve.logging import KSERVE_LOG_CONFIG
+
+    config = copy.deepcopy(KSERVE_LOG_CONFIG)
+    config["loggers"]["kserve.trace"]["level"] = "WARNING"
+    if not access_log:
+        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
+    return config
+
+
+def _configure_logging(settings: Settings) -> None:
+    """Point KServe (parent and spawned workers) at our log config, through the file path its
+    ModelServer and worker processes read from kserve.model_server.args."""
+    from kserve import model_server
+
+    path = settings.home_dir / "serve-logging.json"
+    path.write_text(json.dumps(log_config(settings.serve_access_log)))
+    model_server.args.log_config_file = str(path)
 
 
 _install_on_kserve_app()
@@ -296,6 +336,7 @@ def serve(settings: Settings, model_uri: str | None = None, model_name: str = MO
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.serve_threads))
     model = SentimentKServeModel(model_name, model_uri or settings.serve_model_uri, settings)
     model.load()
+    _configure_logging(settings)
     server = ModelServer(http_port=port or settings.serve_port, workers=workers,
                          enable_grpc=False, enable_latency_logging=False)
     server.dataplane = VersionedDataPlane(model_registry=server.registered_models)

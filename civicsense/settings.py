@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     serve_port: int = Field(default=8080, description="HTTP port (KServe binds 0.0.0.0).")
     serve_workers: int = Field(default=1, ge=1, description="Server processes (uvicorn).")
     serve_threads: int = Field(default=1, ge=1, description="XGBoost/OpenMP threads per worker.")
+    serve_access_log: bool = Field(default=False, description="One log line per request.")
     max_text_chars: int = Field(default=2000, ge=1, description="Longest text accepted.")
     max_batch: int = Field(default=256, ge=1, description="Most texts in one request.")
     model_version: str | None = Field(
@@ -62,6 +63,28 @@ class Settings(BaseSettings):
     )
     k8s_namespace: str = Field(default="civicsense", description="InferenceService namespace.")
     k8s_context: str | None = Field(default=None, description="kubectl context (None: current).")
+    # Monitoring (issue 4): payload log, drift job, retraining trigger. See docs/monitoring.md.
+    log_predictions: bool = Field(default=True, description="The model server appends every "
+                                  "prediction to the inference log (off on the cluster, where "
+                                  "KServe's logger and the sink do it).")
+    inference_log_uri: str | None = Field(
+        default=None, description="Where prediction records go: a directory or gs://bucket/prefix "
+        "[default <home>/inference-log].")
+    reports_uri: str | None = Field(
+        default=None, description="Drift reports: a directory or gs://bucket/prefix "
+        "[default <home>/reports].")
+    monitor_window_hours: float = Field(default=24.0, gt=0, description="Log window monitored.")
+    monitor_min_rows: int = Field(default=200, ge=1, description="Fewest records worth a check.")
+    monitor_max_rows: int = Field(default=5000, ge=1, description="Largest window/reference "
+                                  "(seeded samples beyond it).")
+    drift_share: float = Field(default=0.25, gt=0, le=1, description="Share of drifted "
+                               "columns that counts as dataset drift (Evidently's test; its "
+                               "default 0.5 misses the 2013→2015 shift: docs/monitoring.md).")
+    retrain_cooldown_minutes: float = Field(default=360.0, ge=0, description="No second "
+                                            "retraining run within this time.")
+    retrain_on_drift: bool = Field(default=True, description="Trigger a run when drifted.")
+    kfp_host: str | None = Field(default=None, description="Kubeflow Pipelines endpoint: "
+                                 "retrain there (else locally with the KFP local runner).")
 
     @cached_property
     def home_dir(self) -> Path:
@@ -85,6 +108,19 @@ class Settings(BaseSettings):
     @property
     def pipeline_root(self) -> Path:
         return self.home_dir / "pipeline-runs"
+
+    @property
+    def inference_log(self) -> str:
+        return self.inference_log_uri or str(self.home_dir / "inference-log")
+
+    @property
+    def reports(self) -> str:
+        return self.reports_uri or str(self.home_dir / "reports")
+
+    @property
+    def monitor_dir(self) -> Path:
+        """Trigger lock, cooldown state and the decisions log (local even on the cluster: a PVC)."""
+        return self.home_dir / "monitor"
 
 
 def get_settings(**overrides: object) -> Settings:

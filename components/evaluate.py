@@ -50,8 +50,9 @@ def evaluate_op(
     matrix = confusion(validation["label"], predicted)
 
     client = configure_mlflow(settings)
-    champion = score_champion(client, settings.model_name, validation["text"], validation["label"])
     run_id = model.metadata["run_id"]
+    champion = score_champion(client, settings.model_name, validation["text"], validation["label"],
+                              run_id, predicted)
     for name, value in scores.items():
         metrics.log_metric(name, round(value, 4))
         client.log_metric(run_id, f"val_{name}", value)

@@ -120,39 +120,26 @@
     `body > header, body > footer, ${BADGE}, ${PANEL}, ${CARD}`;
   const GENERIC = "p, li, blockquote, dd, td, div, section, article, [role=article]";
 
-  /** Text of an element without its block-level descendants and without our badges. */
-  function ownText(el) {
+  /** Text of an element without our badges: only its inline text (`withBlocks` false), or
+   *  every descendant's too, block boundaries becoming spaces (`withBlocks` true). */
+  function textOf(el, withBlocks) {
     let out = "";
     const walk = (node) => {
       for (const child of node.childNodes) {
-        if (child.nodeType === Node.TEXT_NODE) out += child.data;
-        else if (child.nodeType === Node.ELEMENT_NODE) {
-          const tag = child.tagName.toUpperCase();
-          if (tag === "BR") out += " ";
-          else if (!BLOCK_TAGS.has(tag) && !OURS.has(tag)) walk(child);
-        }
+        if (child.nodeType === Node.TEXT_NODE) { out += child.data; continue; }
+        if (child.nodeType !== Node.ELEMENT_NODE) continue;
+        const tag = child.tagName.toUpperCase();
+        const block = BLOCK_TAGS.has(tag);
+        if (tag === "BR" || (withBlocks && block)) out += " ";
+        const skip = OURS.has(tag) || (withBlocks ? tag === "SCRIPT" || tag === "STYLE" : block);
+        if (!skip) walk(child);
       }
     };
     walk(el);
     return clean(out);
   }
-
-  /** Text of an element including its descendants, without our badges. */
-  function fullText(el) {
-    let out = "";
-    const walk = (node) => {
-      for (const child of node.childNodes) {
-        if (child.nodeType === Node.TEXT_NODE) out += child.data;
-        else if (child.nodeType === Node.ELEMENT_NODE) {
-          const tag = child.tagName.toUpperCase();
-          if (tag === "BR" || BLOCK_TAGS.has(tag)) out += " ";
-          if (!OURS.has(tag) && tag !== "SCRIPT" && tag !== "STYLE") walk(child);
-        }
-      }
-    };
-    walk(el);
-    return clean(out);
-  }
+  const ownText = (el) => textOf(el, false);
+  const fullText = (el) => textOf(el, true);
 
   const visible = (el) => el.getClientRects().length > 0
     && getComputedStyle(el).visibility !== "hidden";

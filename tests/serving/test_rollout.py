@@ -202,3 +202,11 @@ def test_serve_command_is_registered():
     assert result.exit_code == 0 and "--model-uri" in result.output and "0.0.0.0" in (
         result.output)
     assert Path(__file__).resolve().parents[2].joinpath("kserve", "model_server.py").exists()
+
+
+def test_serve_without_a_registered_model_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIVICSENSE_HOME", str(tmp_path / "empty"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--port", "0"])
+    assert result.exit_code == 1
+    assert "cannot load models:/civicsense-sentiment@champion" in result.output

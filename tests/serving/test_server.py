@@ -29,6 +29,7 @@ def expected(trained_home) -> np.ndarray:
     """The same registered model in process: what the server must answer."""
     settings, summary = trained_home
     mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{summary['version']}")
     return model.unwrap_python_model().predictor.predict_proba(TEXTS)
 

@@ -32,6 +32,7 @@ def test_good_texts_pass_through():
     assert texts_from_v1(b'{"instances": ["a"]}', LIMITS) == ["a"]
     assert texts_from_v2(v2(["a", "b"]), LIMITS) == ["a", "b"]
     assert texts_from_v2(v2(["a", "b"], shape=[2, 1]), LIMITS) == ["a", "b"]
+    assert texts_from_v2(v2([["a"], ["b"]], shape=[2, 1]), LIMITS) == ["a", "b"]
     assert texts_from_v2(v2([b"caf\xc3\xa9"]), LIMITS) == ["café"]
 
 
@@ -49,6 +50,8 @@ def test_bad_texts_are_invalid_input(items, message):
     (v2(["a"], name="texts"), "must be named"), (v2([1.0], datatype="FP32"), "BYTES"),
     (v2(["a", "b"], shape=[3]), "shape"), (v2(["a", "b"], shape=[1, 2]), "shape"),
     (v2(["a"], shape=[]), "shape"), (v2(["a"], shape=["1"]), "shape"),
+    (v2([["a", "b"]], shape=[1, 2]), "shape"), (v2([["a"], ["b"]], shape=[3, 1]), "shape"),
+    (v2([["a"]], shape=[1]), "must be a string"),
     (InferRequest(model_name="m", infer_inputs=[]), "exactly one input"),
 ])
 def test_bad_v2_requests_are_invalid_input(request_, message):

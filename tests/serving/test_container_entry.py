@@ -1,0 +1,77 @@
+"""The cluster's way in: kserve/model_server.py on an MLflow model directory (what the storage
+initializer puts in /mnt/models), with the version from env and two worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+
+from civicsense import MODEL_NAME
+from civicsense.serving import load_model
+from civicsense.settings import Settings
+
+from .conftest import free_port, stop_server
+
+ENTRY = Path(__file__).resolve().parents[2] / "kserve" / "model_server.py"
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained_home, tmp_path_factory) -> Path:
+    settings, summary = trained_home
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return Path(mlflow.artifacts.download_artifacts(
+        f"models:/{MODEL_NAME}/{summary['version']}",
+        dst_path=str(tmp_path_factory.mktemp("mnt-models"))))
+
+
+def test_a_directory_reports_the_version_it_is_given(model_dir, trained_home):
+    _, summary = trained_home
+    loaded = load_model(str(model_dir), Settings(model_version="7"))
+    assert (loaded.version, loaded.run_id) == ("7", summary["run_id"])
+    assert loaded.predictor.predict_proba(["great news", "bad news"]).shape == (2, 3)
+    assert load_model(str(model_dir), Settings()).version_tag.startswith("unregistered+")
+
+
+def test_container_entry_point_serves_a_directory_with_two_workers(model_dir, trained_home,
+                                                                    tmp_path):
+    _, summary = trained_home
+    port = free_port()
+    env = {**os.environ, "CIVICSENSE_MODEL_VERSION": "7", "MLFLOW_TRACKING_URI": "sqlite:///"
+           + str(tmp_path / "unused.db")}  # a directory needs no registry
+    log = (tmp_path / "entry.log").open("w")
+    process = subprocess.Popen([sys.executable, str(ENTRY), f"--model_dir={model_dir}",
+                                f"--http_port={port}", "--workers=2"], env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (tmp_path / "entry.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "not ready in 120 s"
+            time.sleep(0.3)
+        metadata = requests.get(f"{url}/v2/models/{MODEL_NAME}", timeout=5).json()
+        assert metadata["versions"] == [f"7+{summary['run_id']}"]
+        with requests.Session() as session:  # several requests: both workers answer alike
+            for _ in range(6):
+                bad = session.post(f"{url}/v2/models/{MODEL_NAME}/infer", data=b'{"inputs": [',
+                                   headers={"content-type": "application/json"}, timeout=10)
+                assert bad.status_code == 400 and "error" in bad.json(), bad.text
+                good = session.post(f"{url}/v1/models/{MODEL_NAME}:predict",
+                                    json={"instances": ["fine", "awful"]}, timeout=10)
+                assert good.status_code == 200 and good.json()["model_version"] == (
+                    f"7+{summary['run_id']}")
+    finally:
+        stop_server(process)
