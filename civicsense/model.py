@@ -31,7 +31,11 @@ class SentimentPredictor:
         return cls(joblib.load(featurizer_path), booster)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        features = self.featurizer.transform(list(texts))
+        return self.predict_features(self.featurizer.transform(list(texts)))
+
+    def predict_features(self, features: pd.DataFrame) -> np.ndarray:
+        """Probabilities from already computed features (the server also logs their
+        descriptors, so it featurizes once)."""
         matrix = xgb.DMatrix(features.to_numpy(np.float32), feature_names=list(features.columns))
         return self.booster.predict(matrix).reshape(len(features), len(LABELS))
 

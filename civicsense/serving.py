@@ -27,6 +27,7 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
 
 from civicsense import LABELS, MODEL_NAME
+from civicsense.featurize import DESCRIPTOR_NAMES
 from civicsense.inference_log import log_prediction
 from civicsense.settings import Settings
 from kserve import Model
@@ -200,10 +201,13 @@ class SentimentKServeModel(Model):
         v2 = isinstance(payload, InferRequest)
         texts = texts_from_v2(payload, self.limits) if v2 else texts_from_v1(payload,
                                                                             self.limits)
-        probabilities = self.loaded.predictor.predict_proba(texts).astype(np.float32)
+        features = self.loaded.predictor.featurizer.transform(texts)
+        probabilities = self.loaded.predictor.predict_features(features).astype(np.float32)
         labels = [LABELS[i] for i in probabilities.argmax(axis=1)]
-        # Payload log (docs/monitoring.md): queued for a background writer; never raises.
-        log_prediction(self.settings, texts, labels, probabilities, self.loaded.version_tag)
+        # Payload log (docs/monitoring.md): queued for a background writer; never raises. The
+        # descriptors come from the features just computed: the text is featurized once.
+        log_prediction(self.settings, texts, labels, probabilities, self.loaded.version_tag,
+                       descriptors=features[list(DESCRIPTOR_NAMES)].to_numpy())
         if not v2:
             rows = probabilities.tolist()
             return {"predictions": [{"label": label, "probabilities": dict(zip(LABELS, row,

@@ -1,0 +1,159 @@
+"""CLI verbs for monitoring (`civicsense monitor`, `schedule create`, `replay`, `sink`): thin
+shells over civicsense.monitor, civicsense.retrain, civicsense.log_sink.
+
+`civicsense monitor` exit codes: 0 = no drift, 1 = drift detected (whether or not a run was
+triggered: the decision is printed and logged), 2 = could not run (no champion, no reference,
+too few records in the window, unreadable log, failed launch, bad option).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+from civicsense.settings import get_settings
+
+EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_COULD_NOT_RUN = 0, 1, 2
+schedule_app = typer.Typer(help="Scheduled retraining on Kubeflow Pipelines (recurring runs).",
+                           no_args_is_help=True)
+
+
+def _fail(message: str, code: int = EXIT_COULD_NOT_RUN) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _when(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} must be an ISO date/time such as 2026-11-23T18:00, not {text!r}")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def monitor_command(
+    window_hours: float = typer.Option(None, "--window-hours", help="Monitor the last N hours "
+                                       "of the inference log (default 24)."),
+    since: str = typer.Option(None, "--since", help="Window start (ISO, UTC); overrides "
+                              "--window-hours."),
+    until: str = typer.Option(None, "--until", help="Window end (ISO, UTC) (default now)."),
+    min_rows: int = typer.Option(None, "--min-rows", help="Fewest records worth a check "
+                                 "(default 200)."),
+    data: str = typer.Option(None, "--data", help="Data source a triggered run trains on "
+                             "(env CIVICSENSE_DATA)."),
+    home: Path = typer.Option(None, "--home", help="State directory (env CIVICSENSE_HOME)."),
+    trigger: bool = typer.Option(True, "--trigger/--no-trigger", help="Start a retraining run "
+                                 "on drift (cooldown and lock apply)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for a locally triggered run to end "
+                              "and print its summary."),
+) -> None:
+    """Drift check of the inference log against the champion's reference (Evidently).
+
+    Exit codes: 0 no drift, 1 drift, 2 could not run."""
+    from civicsense import monitor, retrain
+
+    settings = get_settings(monitor_window_hours=window_hours, monitor_min_rows=min_rows,
+                            data=data, home=home, retrain_on_drift=None if trigger else False)
+    try:
+        outcome = monitor.run_monitor(settings, _when(since, "--since"), _when(until, "--until"))
+    except monitor.MonitorError as error:
+        retrain.record_decision(settings, "skipped", f"could not run: {error}")
+        _fail(str(error))
+    except Exception as error:  # noqa: BLE001 - unreadable log, registry down…: exit 2
+        retrain.record_decision(settings, "skipped", f"could not run: {error!r}")
+        _fail(f"monitor failed: {type(error).__name__}: {error}")
+    result = outcome.result
+    typer.echo(f"champion: {settings.model_name} v{outcome.champion.version} "
+               f"(reference {result.n_reference} posts) vs {result.n_current} records")
+    width = max(len(name) for name in result.columns)
+    for name, column in sorted(result.columns.items(), key=lambda kv: not kv[1].drifted):
+        flag = "DRIFT" if column.drifted else "ok"
+        typer.echo(f"  {name:<{width}}  {column.score:10.4f}  {flag:<5}  {column.method} "
+                   f"(threshold {column.threshold:g})")
+    typer.echo(f"drift_detected: {str(result.drift_detected).lower()}")
+    typer.echo(f"drift_share: {result.drift_share:.3f} ({result.drifted_columns}/"
+               f"{len(result.columns)} columns; threshold {settings.drift_share})")
+    typer.echo(f"report: {outcome.html}\nsummary: {outcome.summary_path}")
+    try:
+        decision = retrain.maybe_retrain(settings, result.drift_detected, result.drift_share,
+                                         outcome.champion.version, report=outcome.summary_path)
+    except Exception as error:  # noqa: BLE001 - recorded by maybe_retrain
+        _fail(f"drift detected but the retraining run could not start: {error}")
+    typer.echo(f"decision: {decision['decision']} ({decision['reason']})")
+    run = decision.get("run") if decision["decision"] == "triggered" else None
+    if run:
+        typer.echo(f"run: {json.dumps(run)}")
+        if wait and run.get("mode") == "local":
+            summary = retrain.wait_for_local_run(run)
+            typer.echo(f"run finished: {json.dumps(summary)}" if summary else
+                       f"run failed: see {run['log']}")
+    raise typer.Exit(EXIT_DRIFT if result.drift_detected else EXIT_NO_DRIFT)
+
+
+@schedule_app.command("create")
+def schedule_create_command(
+    cron: str = typer.Option("0 0 3 * * *", "--cron", help="Six fields, seconds first "
+                             "(KFP): 'second minute hour day-of-month month day-of-week'."),
+    host: str = typer.Option(..., "--host", help="Kubeflow Pipelines API endpoint."),
+    name: str = typer.Option("civicsense-scheduled-retraining", "--name", help="Job name."),
+    experiment: str = typer.Option("civicsense", "--experiment", help="KFP experiment."),
+    namespace: str = typer.Option(None, "--namespace", help="Kubeflow profile namespace."),
+    data: str = typer.Option(None, "--data", help="Data source the runs train on."),
+) -> None:
+    """Create a KFP recurring run of the compiled training pipeline."""
+    from civicsense.retrain import create_schedule, validate_cron
+
+    try:
+        validate_cron(cron)
+    except ValueError as error:
+        _fail(str(error))
+    settings = get_settings(data=data)
+    try:
+        job = create_schedule(host, settings, cron, name, experiment, namespace)
+    except Exception as error:  # noqa: BLE001 - transport errors of many kinds
+        _fail(f"could not create the recurring run on {host}: {error}", 1)
+    typer.echo(f"recurring run {getattr(job, 'recurring_run_id', '?')} '{name}' cron '{cron}'")
+
+
+def replay_command(
+    source: list[Path] = typer.Argument(..., help="Texts to send: SemEval TSV or TweetEval "
+                                        "*_text.txt files, or folders of them."),
+    url: str = typer.Option("http://127.0.0.1:8080", "--url", help="The model server."),
+    limit: int = typer.Option(0, "--limit", help="Send at most N texts (0 = all)."),
+    batch: int = typer.Option(32, "--batch", help="Texts per request."),
+    seed: int = typer.Option(0, "--seed", help="Shuffle seed when --limit samples."),
+) -> None:
+    """Send texts through a running server as traffic (demos, benchmarks)."""
+    from civicsense.replay import ReplayError, load_texts, replay
+
+    try:
+        texts = load_texts(source, limit=limit, seed=seed)
+        sent = replay(texts, url, batch=batch)
+    except ReplayError as error:
+        _fail(str(error))
+    typer.echo(json.dumps(sent))
+
+
+def sink_command(
+    port: int = typer.Option(8090, "--port", help="HTTP port."),
+    host: str = typer.Option("0.0.0.0", "--host", help="Bind address."),
+) -> None:
+    """Receive KServe logger CloudEvents on POST /events into the inference log."""
+    import uvicorn
+
+    from civicsense.log_sink import create_app
+
+    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the monitoring verbs to the main CLI."""
+    app.command("monitor")(monitor_command)
+    app.command("replay")(replay_command)
+    app.command("sink")(sink_command)
+    app.add_typer(schedule_app, name="schedule")
