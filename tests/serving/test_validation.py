@@ -8,6 +8,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from civicsense import LABELS
+from civicsense.featurize import describe
 from civicsense.serving import (
     Limits,
     LoadedModel,
@@ -60,18 +61,26 @@ def test_bad_v2_requests_are_invalid_input(request_, message):
 
 
 class CountingPredictor:
+    """SentimentPredictor's serving interface: one featurizer call per batch is counted, the
+    probabilities are fixed, the features are the real descriptors (the payload log reads them)."""
+
     def __init__(self):
         self.calls = []
+        self.featurizer = self
 
-    def predict_proba(self, texts):
+    def transform(self, texts):
         self.calls.append(list(texts))
-        rows = np.tile(np.array([0.2, 0.3, 0.5], dtype=np.float32), (len(texts), 1))
+        return describe(texts)
+
+    def predict_features(self, features):
+        rows = np.tile(np.array([0.2, 0.3, 0.5], dtype=np.float32), (len(features), 1))
         rows[0] = [0.7, 0.2, 0.1]
         return rows
 
 
-def test_a_batch_is_one_predictor_call_and_responses_carry_the_version():
-    model = SentimentKServeModel("civicsense-sentiment", "unused", Settings(max_batch=10))
+def test_a_batch_is_one_predictor_call_and_responses_carry_the_version(tmp_path):
+    model = SentimentKServeModel("civicsense-sentiment", "unused",
+                                 Settings(max_batch=10, home=tmp_path))
     predictor = CountingPredictor()
     model.loaded = LoadedModel(predictor, "unused", "7", "abc")
     model.ready = True
