@@ -13,6 +13,7 @@ from civicsense.ingest import (
     read_semeval,
     snowflake_time,
 )
+from tests_support import write_tweeteval_sample
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -66,8 +67,8 @@ def test_quarantine_keeps_source_line_and_raw_text():
     assert malformed["raw"] == "this line has no id and no tabs"
 
 
-def test_tweeteval_layout_with_mapping():
-    result = ingest(FIXTURES / "tweeteval_sentiment", progress=False)
+def test_tweeteval_layout_with_mapping(tmp_path):
+    result = ingest(write_tweeteval_sample(tmp_path / "tweeteval"), progress=False)
     assert list(result.accepted["label"]) == ["negative", "neutral", "positive"]
     assert result.accepted["post_id"].is_unique
     assert (result.accepted["created_at"] == pd.Timestamp("1970-01-01", tz="UTC")).all()

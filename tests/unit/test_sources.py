@@ -3,6 +3,7 @@ on the GCS emulator (gcp-storage-emulator), each ingested end to end."""
 
 import functools
 import http.server
+import shutil
 import threading
 from pathlib import Path
 
@@ -11,13 +12,23 @@ import pytest
 from civicsense.ingest import ingest
 from civicsense.settings import Settings
 from civicsense.sources import SourceError, fetch, fingerprint
+from tests_support import write_tweeteval_sample
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 @pytest.fixture
-def http_base():
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(FIXTURES))
+def served(tmp_path):
+    """Our fixture files plus a TweetEval-layout folder, as one directory to serve."""
+    root = tmp_path / "served"
+    shutil.copytree(FIXTURES, root)
+    write_tweeteval_sample(root / "tweeteval_sentiment")
+    return root
+
+
+@pytest.fixture
+def http_base(served):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -26,7 +37,7 @@ def http_base():
 
 
 @pytest.fixture
-def gcs(monkeypatch):
+def gcs(monkeypatch, served):
     from gcp_storage_emulator.server import create_server
     from google.cloud import storage
 
@@ -39,7 +50,7 @@ def gcs(monkeypatch):
 
     client = storage.Client(project="civicsense", credentials=AnonymousCredentials())
     bucket = client.bucket("civicsense-data")
-    for path in (FIXTURES / "tweeteval_sentiment").iterdir():
+    for path in (served / "tweeteval_sentiment").iterdir():
         bucket.blob(f"sentiment/{path.name}").upload_from_filename(str(path))
     yield settings, bucket
     server.stop()
@@ -74,7 +85,7 @@ def test_http_fingerprint_follows_the_content(http_base):
 
 def test_gcs_prefix_on_the_emulator(gcs, tmp_path):
     settings, bucket = gcs
-    local = fetch("gs://civicsense-data/sentiment", tmp_path, settings)
+    local = fetch("gs://civicsense-data/sentiment", tmp_path / "download", settings)
     result = ingest(local, progress=False)
     assert list(result.accepted["label"]) == ["negative", "neutral", "positive"]
     before = fingerprint("gs://civicsense-data/sentiment", settings)
