@@ -35,6 +35,7 @@ import pandas as pd
 from civicsense import LABELS
 from civicsense.featurize import DESCRIPTOR_NAMES
 from civicsense.settings import Settings
+from civicsense.sources import gcs_client, split_gcs_uri
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +85,6 @@ def _is_gcs(root: str) -> bool:
     return root.startswith("gs://")
 
 
-def _split_gcs(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
-    return bucket, prefix.strip("/")
-
-
-def _gcs_client(settings: Settings):
-    from civicsense.sources import _gcs_client
-
-    return _gcs_client(settings)
-
-
 # ---------------------------------------------------------------- writing
 
 
@@ -110,8 +100,8 @@ def write_records(records: Sequence[dict], root: str, settings: Settings,
             json.dumps(record, ensure_ascii=False))
     writer = writer or f"{socket.gethostname()}-{os.getpid()}"
     if _is_gcs(root):
-        bucket_name, prefix = _split_gcs(root)
-        bucket = _gcs_client(settings).bucket(bucket_name)
+        bucket_name, prefix = split_gcs_uri(root)
+        bucket = gcs_client(settings).bucket(bucket_name)
         for day, lines in by_day.items():
             name = "/".join(p for p in (prefix, day, f"{writer}-{uuid.uuid4().hex}.jsonl") if p)
             bucket.blob(name).upload_from_string("\n".join(lines) + "\n",
@@ -239,8 +229,8 @@ def _lines_local(root: str, days: list[str]) -> list[str]:
 
 
 def _lines_gcs(root: str, days: list[str], settings: Settings) -> list[str]:
-    bucket_name, prefix = _split_gcs(root)
-    client = _gcs_client(settings)
+    bucket_name, prefix = split_gcs_uri(root)
+    client = gcs_client(settings)
     lines: list[str] = []
     for day in days:
         day_prefix = "/".join(p for p in (prefix, day) if p) + "/"

@@ -196,10 +196,10 @@ def _write_reports(snapshot, summary: dict, root: str, stamp: str,
                    settings: Settings) -> tuple[str, str]:
     name = f"drift-{stamp}"
     if root.startswith("gs://"):
-        from civicsense.inference_log import _gcs_client, _split_gcs
+        from civicsense.sources import gcs_client, split_gcs_uri
 
-        bucket_name, prefix = _split_gcs(root)
-        bucket = _gcs_client(settings).bucket(bucket_name)
+        bucket_name, prefix = split_gcs_uri(root)
+        bucket = gcs_client(settings).bucket(bucket_name)
         with tempfile.TemporaryDirectory() as folder:
             html = Path(folder) / f"{name}.html"
             snapshot.save_html(str(html))

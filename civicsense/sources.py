@@ -21,7 +21,8 @@ class SourceError(ValueError):
     """The data source cannot be reached or holds nothing."""
 
 
-def _gcs_client(settings: Settings):
+def gcs_client(settings: Settings):
+    """A google-cloud-storage client: anonymous against the emulator, default credentials else."""
     from google.cloud import storage
 
     if settings.storage_emulator_host:
@@ -31,10 +32,15 @@ def _gcs_client(settings: Settings):
     return storage.Client()
 
 
+def split_gcs_uri(uri: str) -> tuple[str, str]:
+    """gs://bucket/some/prefix/ → ("bucket", "some/prefix")."""
+    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+    return bucket, prefix.strip("/")
+
+
 def _gcs_blobs(source: str, settings: Settings) -> list:
-    parsed = urlparse(source)
-    prefix = parsed.path.lstrip("/")
-    blobs = [b for b in _gcs_client(settings).list_blobs(parsed.netloc, prefix=prefix)
+    bucket, prefix = split_gcs_uri(source)
+    blobs = [b for b in gcs_client(settings).list_blobs(bucket, prefix=prefix)
              if not b.name.endswith("/")]
     if not blobs:
         raise SourceError(f"no objects under {source}")
@@ -118,7 +124,7 @@ def fetch(source: str, workdir: Path, settings: Settings) -> Path:
         _download(source, target, settings)
         return target
     if parsed.scheme == "gs":
-        prefix = parsed.path.lstrip("/")
+        prefix = split_gcs_uri(source)[1]
         for blob in _gcs_blobs(source, settings):
             relative = blob.name[len(prefix):].lstrip("/") or Path(blob.name).name
             target = workdir / relative
