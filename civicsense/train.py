@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -91,26 +91,26 @@ def environment() -> dict[str, str]:
             **{name: version(name) for name in RUNTIME_PACKAGES}}
 
 
-def save_pyfunc(featurizer: Featurizer, booster: xgb.Booster, out_dir: Path) -> dict[str, str]:
-    """Write the model's two artifacts into out_dir/raw; returns the pyfunc artifacts map."""
-    raw = out_dir / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    joblib.dump(featurizer, raw / "featurizer.joblib", compress=3)
-    booster.save_model(raw / "booster.ubj")
-    return {"featurizer": str(raw / "featurizer.joblib"), "booster": str(raw / "booster.ubj")}
+def save_artifacts(featurizer: Featurizer, booster: xgb.Booster, folder: Path) -> dict[str, str]:
+    """Write the model's two artifacts into folder; returns the pyfunc artifacts map."""
+    joblib.dump(featurizer, folder / "featurizer.joblib", compress=3)
+    booster.save_model(folder / "booster.ubj")
+    return {"featurizer": str(folder / "featurizer.joblib"),
+            "booster": str(folder / "booster.ubj")}
 
 
-def pyfunc_kwargs(artifacts: dict[str, str]) -> dict[str, object]:
-    """One definition of the packaged model, used for both the local copy and the logged one."""
-    return {
-        "python_model": SentimentModel(),
-        "artifacts": artifacts,
+def log_pyfunc(artifacts: dict[str, str]):
+    """Log the self-contained pyfunc model to the active run; its ModelInfo."""
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=SentimentModel(),
+        artifacts=artifacts,
         # The package travels with the model so it loads without the repository on sys.path.
-        "code_paths": [str(Path(civicsense.__file__).parent)],
-        "signature": SIGNATURE,
-        "pip_requirements": [f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
-        "input_example": pd.DataFrame({"text": ["I love this new law :)", "This is awful."]}),
-    }
+        code_paths=[str(Path(civicsense.__file__).parent)],
+        signature=SIGNATURE,
+        pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
+        input_example=pd.DataFrame({"text": ["I love this new law :)", "This is awful."]}),
+    )
 
 
 def train(
@@ -130,10 +130,6 @@ def train(
                                              feature_names=list(features.columns)))
     train_recall = recall_score(encode_labels(entities.loc[is_train, "label"]),
                                 train_pred.argmax(axis=1), average="macro")
-    artifacts = save_pyfunc(featurizer, booster, out_dir)
-    model_dir = out_dir / "mlflow-model"
-    mlflow.pyfunc.save_model(path=str(model_dir), **pyfunc_kwargs(artifacts))
-
     configure_mlflow(settings)
     with mlflow.start_run(run_name=f"train-{pipeline_run}") as run:
         mlflow.log_params({**asdict(params), "featurizer": repr(featurizer.lexical),
@@ -146,7 +142,9 @@ def train(
         mlflow.log_metric("train_macro_recall", train_recall)
         mlflow.log_dict(environment(), "environment.json")
         mlflow.log_dict({"features": list(features.columns)}, "features.json")
-        info = mlflow.pyfunc.log_model(name="model", **pyfunc_kwargs(artifacts))
-    (out_dir / "mlflow.json").write_text(json.dumps(
-        {"run_id": run.info.run_id, "model_uri": info.model_uri}))
+        with tempfile.TemporaryDirectory() as staging:
+            info = log_pyfunc(save_artifacts(featurizer, booster, Path(staging)))
+    # The pipeline's model artifact is a copy of exactly what was logged (packaged once).
+    model_dir = out_dir / "mlflow-model"
+    mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(model_dir))
     return TrainResult(run.info.run_id, info.model_uri, model_dir, float(train_recall))
