@@ -2,16 +2,19 @@
 two peers a user would pick instead, all on the same registered model in one run.
 
 - in-process: SentimentPredictor.predict_proba, 1 OpenMP thread.
-- civicsense: `civicsense serve` (KServe SDK), V1 and V2, 1 and 2 workers, OMP_NUM_THREADS=1,
-  configured as the cluster runtime is (no local payload log), plus one row with the local
-  payload log on (`make serve`'s default: a background thread featurizes and writes each record).
+- civicsense: `civicsense serve` (KServe SDK), V1 and V2, 1 and 2 workers (2: one HTTP process
+  feeding 2 model processes), OMP_NUM_THREADS=1, configured as the cluster runtime is (no local
+  payload log), plus one row with the local payload log on (`make serve`'s default: a background
+  thread writes each record).
 - MLServer 1.7.1 + mlserver-mlflow (KServe's own MLflow runtime code), V2, in its own venv under
   $CIVICSENSE_HOME/bench/ that this script creates (uvloop pinned to 0.21.0, see PLATFORM-NOTES).
 - `mlflow models serve --env-manager local`, 1 and 2 workers.
 
 The load generator is a small asyncio HTTP/1.1 client with keep-alive connections and pre-built
 requests (cheap per request, but it shares the machine's cores with the server under test).
-Tweets come from the data mirror (a fixed set, cycled). Prints a markdown table; writes JSON.
+Tweets come from the data mirror (a fixed set, cycled). All servers run at once and are measured
+in turns, --rounds times in rotating order (the machine is shared: its speed drifts); the
+markdown table gives the medians, the JSON every round.
 """
 
 from __future__ import annotations
@@ -207,7 +210,7 @@ def measure(server: Server, texts: list[str], seconds: float) -> dict:
     batches = [post(server.path, server.make_body(texts[i:i + 32]))
                for i in range(0, len(texts) - 32, 32)]
     load(server.port, singles, 1, count=100)  # warm up
-    latency = load(server.port, singles, 1, count=1500)
+    latency = load(server.port, singles, 1, count=1000)
     single = load(server.port, singles, 8, duration=seconds)
     batch = load(server.port, batches, 4, duration=seconds)
     return {"p50_ms": latency.percentile(50), "p99_ms": latency.percentile(99),
@@ -224,7 +227,7 @@ def in_process(model, texts: list[str], seconds: float) -> dict:
     for text in texts[:50]:
         predictor.predict_proba([text])
     timings = []
-    for text in texts[:1500]:
+    for text in texts[:1000]:
         started = time.perf_counter()
         predictor.predict_proba([text])
         timings.append((time.perf_counter() - started) * 1000)
@@ -325,7 +328,9 @@ def soak(server: Server, texts: list[str], seconds: float, clients: int) -> Load
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10, help="Each throughput run.")
+    parser.add_argument("--seconds", type=float, default=8, help="Each throughput run.")
+    parser.add_argument("--rounds", type=int, default=3, help="Measurements per contender, "
+                        "in rotating order; the table gives medians.")
     parser.add_argument("--soak-seconds", type=float, default=60)
     parser.add_argument("--soak-clients", type=int, default=32)
     parser.add_argument("--skip-peers", action="store_true")
@@ -348,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.location, dst_path=str(
         bench_dir / f"model-v{model.version}")))
     texts = tweets()
-    results: dict[str, dict] = {"in-process (ceiling)": in_process(model, texts, args.seconds)}
+    ceilings = [in_process(model, texts, args.seconds) for _ in range(args.rounds)]
+    results: dict[str, dict] = {"in-process (ceiling)": {
+        key: float(np.median([c[key] for c in ceilings])) for key in ceilings[0]} | {"errors": 0}}
     print(results, flush=True)
 
     servers = [civicsense_server(settings, 1, False), civicsense_server(settings, 2, False),
@@ -359,17 +366,36 @@ def main(argv: list[str] | None = None) -> int:
                     mlserver_server(bench_dir, model_dir, 2),
                     mlflow_server(model_dir, 1), mlflow_server(model_dir, 2)]
     soak_result = None
-    for server in servers:
-        try:
-            server.start(bench_dir)
-            results[server.name] = measure(server, texts, args.seconds)
-            if server.name == "civicsense V1 w2":
-                soak_result = soak(server, texts, args.soak_seconds, args.soak_clients)
-        except Exception as error:  # noqa: BLE001 - a peer that fails is a row that says so
-            results[server.name] = {"failed": str(error)}
-        finally:
+    rounds: dict[str, list[dict]] = {}
+    try:
+        running = []
+        for server in servers:  # all up at once (idle servers cost no CPU), measured in turns
+            try:
+                server.start(bench_dir)
+                running.append(server)
+            except Exception as error:  # noqa: BLE001 - a peer that fails is a row that says so
+                results[server.name] = {"failed": str(error)}
+        for turn in range(args.rounds):
+            # Each round in another order: the machine's speed drifts, no contender always
+            # goes first or last.
+            for server in running[turn % len(running):] + running[:turn % len(running)]:
+                if server.process is None or server.process.poll() is not None:
+                    results[server.name] = {"failed": "exited during the benchmark"}
+                    continue
+                rounds.setdefault(server.name, []).append(measure(server, texts, args.seconds))
+                print(f"round {turn + 1}: {server.name} {rounds[server.name][-1]}", flush=True)
+        for name, measured in rounds.items():
+            if "failed" not in results.get(name, {}):
+                results[name] = {key: float(np.median([m[key] for m in measured]))
+                                 for key in measured[0]} | {
+                                     "errors": sum(m["errors"] for m in measured),
+                                     "rounds": measured}
+        soaked = next((s for s in running if s.name == "civicsense V1 w2"), None)
+        if soaked is not None:
+            soak_result = soak(soaked, texts, args.soak_seconds, args.soak_clients)
+    finally:
+        for server in servers:
             server.stop()
-        print(server.name, results[server.name], flush=True)
 
     ceiling = results["in-process (ceiling)"]["batch32_texts_per_s"]
     print("\n| contender | single tweet p50 ms | p99 ms | single req/s | batch-32 texts/s "

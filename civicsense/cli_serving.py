@@ -31,7 +31,9 @@ def serve_command(
     model_uri: str = typer.Option(None, "--model-uri", help="models:/name@alias, "
                                   "models:/name/version or an MLflow model directory "
                                   "[default models:/civicsense-sentiment@champion]."),
-    workers: int = typer.Option(None, "--workers", help="Server processes [default 1]."),
+    workers: int = typer.Option(None, "--workers", help="Model processes: more than 1 adds a pool "
+                                 "the HTTP process feeds request by request [default 1; use "
+                                 "the core count]."),
     max_batch: int = typer.Option(None, "--max-batch", help="Most texts per request."),
     max_text_chars: int = typer.Option(None, "--max-text-chars", help="Longest text."),
 ) -> None:

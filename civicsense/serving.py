@@ -8,6 +8,8 @@ keep-alive connection, so no client mistake may reach the model as an exception.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import json
 import math
 import os
@@ -29,6 +31,7 @@ from pydantic import ValidationError
 from civicsense import LABELS, MODEL_NAME
 from civicsense.featurize import DESCRIPTOR_NAMES
 from civicsense.inference_log import log_prediction
+from civicsense.model_processes import ModelProcesses
 from civicsense.settings import Settings
 from kserve import Model
 
@@ -129,7 +132,7 @@ def texts_from_v2(request: InferRequest, limits: Limits) -> list[str]:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    predictor: Any  # civicsense.model.SentimentPredictor
+    predictor: Any  # civicsense.model.SentimentPredictor; None when only resolved
     uri: str
     version: str  # MLflow registered version, or "unregistered"
     run_id: str
@@ -141,10 +144,12 @@ class LoadedModel:
         return f"{self.version}+{self.run_id}"
 
 
-def load_model(uri: str, settings: Settings) -> LoadedModel:
-    """Load a registered model (`models:/name@alias`, `models:/name/version`) or an MLflow
-    model directory; pin an alias to its version first so what is loaded is what is reported."""
-    import mlflow.pyfunc
+def resolve_model(uri: str, settings: Settings) -> LoadedModel:
+    """Pin a registered model (`models:/name@alias`, `models:/name/version`) or an MLflow model
+    directory to one version and location, without loading it: an alias is resolved once, so
+    what is loaded is what is reported."""
+    import mlflow.artifacts
+    from mlflow.models import Model as MLmodel
 
     version = settings.model_version or "unregistered"
     location = uri
@@ -164,11 +169,34 @@ def load_model(uri: str, settings: Settings) -> LoadedModel:
         location = client.get_model_version_download_uri(name, found.version)
     elif "://" not in uri:
         uri = location = str(Path(uri).expanduser().resolve())
-    pyfunc = mlflow.pyfunc.load_model(location)
+    # The MLmodel file alone (Model.load rejects file:// directory URIs as of MLflow 3).
+    mlmodel = mlflow.artifacts.download_artifacts(artifact_uri=f"{location.rstrip('/')}/MLmodel")
+    return LoadedModel(None, uri, version, str(MLmodel.load(mlmodel).run_id or "none"), location)
+
+
+def load_resolved(model: LoadedModel, settings: Settings) -> LoadedModel:
+    """Load the pyfunc of a resolved model (its code_paths join sys.path) and its predictor."""
+    import mlflow.pyfunc
+
+    pyfunc = mlflow.pyfunc.load_model(model.location)
     predictor = pyfunc.unwrap_python_model().predictor
-    # One OpenMP thread per worker: with several workers on few cores, more threads thrash.
+    # One OpenMP thread per process: with several model processes on few cores, more thrash.
     predictor.booster.set_param({"nthread": settings.serve_threads})
-    return LoadedModel(predictor, uri, version, str(pyfunc.metadata.run_id or "none"), location)
+    return dataclasses.replace(model, predictor=predictor,
+                               run_id=str(pyfunc.metadata.run_id or "none"))
+
+
+def load_model(uri: str, settings: Settings) -> LoadedModel:
+    """Resolve and load: the model as one process serves it."""
+    return load_resolved(resolve_model(uri, settings), settings)
+
+
+def score(predictor, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Featurize the texts once; return their class probabilities (float32, [n, 3]) and
+    descriptors ([n, len(DESCRIPTOR_NAMES)], for the payload log)."""
+    features = predictor.featurizer.transform(texts)
+    probabilities = predictor.predict_features(features).astype(np.float32)
+    return probabilities, features[list(DESCRIPTOR_NAMES)].to_numpy()
 
 
 # ---------------------------------------------------------------- the KServe model
@@ -177,17 +205,35 @@ def load_model(uri: str, settings: Settings) -> LoadedModel:
 class SentimentKServeModel(Model):
     """Texts in, label and class probabilities out, whole batches at once, V1 and V2."""
 
-    def __init__(self, name: str, model_uri: str, settings: Settings):
+    def __init__(self, name: str, model_uri: str, settings: Settings, processes: int = 1):
         super().__init__(name)
         self.model_uri = model_uri
         self.settings = settings
         self.limits = Limits(settings.max_text_chars, settings.max_batch)
+        self.processes = processes
         self.loaded: LoadedModel | None = None
+        self.pool: ModelProcesses | None = None
 
     def load(self) -> bool:
-        self.loaded = load_model(self.model_uri, self.settings)
+        """Load the model here, or with processes > 1 resolve it here and load it in that many
+        model processes, which then do the predicting."""
+        if self.processes > 1:
+            # Never the pyfunc here: its code_paths would join sys.path, and the processes
+            # spawned from here would import civicsense from the model's copy of it.
+            self.loaded = resolve_model(self.model_uri, self.settings)
+            self.pool = ModelProcesses(functools.partial(load_resolved, self.loaded,
+                                                         self.settings),
+                                       score, self.processes, self.loaded.version_tag)
+            self.pool.start()
+        else:
+            self.loaded = load_model(self.model_uri, self.settings)
         self.ready = True
         return self.ready
+
+    def stop(self) -> None:
+        super().stop()
+        if self.pool is not None:
+            self.pool.stop()
 
     def get_input_types(self) -> list[dict]:
         return [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}]
@@ -196,18 +242,20 @@ class SentimentKServeModel(Model):
         return [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                 {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(LABELS)]}]
 
-    def predict(self, payload, headers=None, response_headers=None):
+    async def predict(self, payload, headers=None, response_headers=None):
         assert self.loaded is not None
         v2 = isinstance(payload, InferRequest)
         texts = texts_from_v2(payload, self.limits) if v2 else texts_from_v1(payload,
                                                                             self.limits)
-        features = self.loaded.predictor.featurizer.transform(texts)
-        probabilities = self.loaded.predictor.predict_features(features).astype(np.float32)
+        if self.pool is None:
+            probabilities, descriptors = score(self.loaded.predictor, texts)
+        else:
+            probabilities, descriptors = await self.pool.score(texts)
         labels = [LABELS[i] for i in probabilities.argmax(axis=1)]
         # Payload log (docs/monitoring.md): queued for a background writer; never raises. The
         # descriptors come from the features just computed: the text is featurized once.
         log_prediction(self.settings, texts, labels, probabilities, self.loaded.version_tag,
-                       descriptors=features[list(DESCRIPTOR_NAMES)].to_numpy())
+                       descriptors=descriptors)
         if not v2:
             rows = probabilities.tolist()
             return {"predictions": [{"label": label, "probabilities": dict(zip(LABELS, row,
@@ -292,9 +340,43 @@ def install_error_handlers(app) -> None:
         app.state.civicsense_errors = True
 
 
+class BodySizeLimit:
+    """ASGI middleware: a body over `max_bytes` is a 413 `{"error": …}` before anything reads it
+    whole (by its Content-Length up front, or as a chunked body arrives)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def _message(self, size: str) -> str:
+        return (f"the request body is {size} bytes; at most {self.max_bytes} (send fewer or "
+                "shorter texts per request)")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from fastapi.responses import JSONResponse
+        from starlette.exceptions import HTTPException as StarletteHTTPException
+
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"error": self._message(declared.decode())}, status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise StarletteHTTPException(413, self._message(f"over {received}"))
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+
 def _install_on_kserve_app() -> None:
-    # Runs at import: worker processes (spawned with --workers > 1) import this module when
-    # they unpickle the model, and build their app from kserve.model_server.app.
+    # Runs at import, so the app KServe builds from kserve.model_server.app has the handlers
+    # whoever starts the server.
     from fastapi.exceptions import FastAPIDeprecationWarning
 
     from kserve import model_server
@@ -318,8 +400,8 @@ def log_config(access_log: bool) -> dict:
 
 
 def _configure_logging(settings: Settings) -> None:
-    """Point KServe (parent and spawned workers) at our log config, through the file path its
-    ModelServer and worker processes read from kserve.model_server.args."""
+    """Point KServe at our log config, through the file path its ModelServer reads from
+    kserve.model_server.args."""
     from kserve import model_server
 
     path = settings.home_dir / "serve-logging.json"
@@ -332,16 +414,23 @@ _install_on_kserve_app()
 
 def serve(settings: Settings, model_uri: str | None = None, model_name: str = MODEL_NAME,
           port: int | None = None, workers: int | None = None) -> None:
-    """Load the model and serve it on 0.0.0.0:port (KServe hard-codes the host) until stopped."""
+    """Load the model and serve it on 0.0.0.0:port (KServe hard-codes the host) until stopped:
+    one HTTP process, and with workers > 1 that many model processes behind it."""
     from kserve import ModelServer
 
     workers = workers or settings.serve_workers
-    # Set before any worker starts: spawned workers inherit it and size their OpenMP pools.
+    # Set before any model process starts: they inherit it and size their OpenMP pools.
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.serve_threads))
-    model = SentimentKServeModel(model_name, model_uri or settings.serve_model_uri, settings)
+    model = SentimentKServeModel(model_name, model_uri or settings.serve_model_uri, settings,
+                                 processes=workers)
     model.load()
     _configure_logging(settings)
-    server = ModelServer(http_port=port or settings.serve_port, workers=workers,
+    from kserve.model_server import app
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.body_limit)
+    # One uvicorn process: the model processes spread requests, not uvicorn workers (see
+    # ModelProcesses for why).
+    server = ModelServer(http_port=port or settings.serve_port, workers=1,
                          enable_grpc=False, enable_latency_logging=False)
     server.dataplane = VersionedDataPlane(model_registry=server.registered_models)
     server.start([model])

@@ -51,11 +51,15 @@ class Settings(BaseSettings):
         "local MLflow model directory (/mnt/models on the cluster).",
     )
     serve_port: int = Field(default=8080, description="HTTP port (KServe binds 0.0.0.0).")
-    serve_workers: int = Field(default=1, ge=1, description="Server processes (uvicorn).")
+    serve_workers: int = Field(default=1, ge=1, description="Model processes behind the one HTTP "
+                               "process (1: predict in the HTTP process).")
     serve_threads: int = Field(default=1, ge=1, description="XGBoost/OpenMP threads per worker.")
     serve_access_log: bool = Field(default=False, description="One log line per request.")
     max_text_chars: int = Field(default=2000, ge=1, description="Longest text accepted.")
     max_batch: int = Field(default=256, ge=1, description="Most texts in one request.")
+    max_body_bytes: int | None = Field(default=None, ge=1, description="Largest request body "
+                                       "(413 above it) [default: room for max_batch texts of "
+                                       "max_text_chars, every char escaped].")
     model_version: str | None = Field(
         default=None,
         description="Registered version of a model loaded from a directory (set on the cluster "
@@ -108,6 +112,12 @@ class Settings(BaseSettings):
     @property
     def pipeline_root(self) -> Path:
         return self.home_dir / "pipeline-runs"
+
+    @property
+    def body_limit(self) -> int:
+        # 12 bytes per char: an emoji JSON-escaped as a surrogate pair is 12 bytes for 2 chars,
+        # a control char 6 for 1; plus quotes, commas and the envelope.
+        return self.max_body_bytes or self.max_batch * (12 * self.max_text_chars + 8) + 65536
 
     @property
     def inference_log(self) -> str:

@@ -1,5 +1,7 @@
 """Helpers importable from any test module (pytest puts tests/ on sys.path)."""
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,10 @@ def write_tweeteval_sample(folder: Path) -> Path:
     for name, content in TWEETEVAL_SAMPLE.items():
         (folder / name).write_text(content)
     return folder
+
+
+def run_coroutine(coroutine):
+    """asyncio.run in a thread of its own: once the extension tests have run, Playwright's sync
+    API keeps an event loop running in the main thread for the rest of the session."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()

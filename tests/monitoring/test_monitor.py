@@ -17,6 +17,7 @@ from civicsense.monitor import MONITORED_COLUMNS, detect_drift, load_reference, 
 from civicsense.replay import load_posts
 from civicsense.retrain import read_decisions
 from civicsense.settings import Settings
+from tests_support import run_coroutine
 
 STANCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tweeteval-stance"
 ROWS = 300
@@ -63,7 +64,7 @@ def test_topic_shift_served_logged_and_monitored_is_drift(monitored):
     model.load()
     texts = load_posts([STANCE]).sample(ROWS, random_state=0)["text"].tolist()
     for start in range(0, len(texts), 50):
-        reply = model.predict({"instances": texts[start:start + 50]})
+        reply = run_coroutine(model.predict({"instances": texts[start:start + 50]}))
         assert len(reply["predictions"]) == len(texts[start:start + 50])
     logger = get_logger(monitored)
     assert logger.flush(60) and logger.stats.failed == 0

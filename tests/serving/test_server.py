@@ -165,3 +165,20 @@ def test_unknown_model_and_route_are_json_404s(server, session):
     for response in (session.post(f"{url}/v1/models/nope:predict", json={"instances": ["a"]}),
                      session.get(f"{url}/no/such/route")):
         assert response.status_code == 404 and "error" in response.json()
+
+
+@pytest.mark.parametrize("path", [V1, V2])
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversized_body_is_a_413_before_it_is_read_whole(server, path, chunked):
+    url, process = server
+    # The fixture's limits (64 texts of 500 chars) allow about 450 kB; send 2 MB of valid JSON.
+    body = json.dumps({"instances": ["x" * 400] * 5000}).encode()
+    data = (body[i:i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    with requests.Session() as fresh:  # the server may close this connection: it is unread
+        response = fresh.post(url + path, data=data, timeout=30,
+                              headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert "at most" in response.json()["error"]
+    assert process.poll() is None
+    ok = requests.post(url + V1, json={"instances": ["still there?"]}, timeout=10)
+    assert ok.status_code == 200, ok.text

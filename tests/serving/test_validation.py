@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from kserve.errors import InvalidInput
@@ -18,6 +21,7 @@ from civicsense.serving import (
     texts_from_v2,
 )
 from civicsense.settings import Settings
+from tests_support import run_coroutine
 
 LIMITS = Limits(max_text_chars=10, max_batch=3)
 
@@ -84,13 +88,20 @@ def test_a_batch_is_one_predictor_call_and_responses_carry_the_version(tmp_path)
     predictor = CountingPredictor()
     model.loaded = LoadedModel(predictor, "unused", "7", "abc")
     model.ready = True
-    body = model.predict({"instances": ["a", "b", "c", "d"]})
+    body = run_coroutine(model.predict({"instances": ["a", "b", "c", "d"]}))
     assert predictor.calls == [["a", "b", "c", "d"]]
     assert body["model_version"] == "7+abc"
     assert [p["label"] for p in body["predictions"]] == ["negative"] + ["positive"] * 3
     assert list(body["predictions"][0]["probabilities"]) == list(LABELS)
-    response = model.predict(v2(["a", "b"]))
+    response = run_coroutine(model.predict(v2(["a", "b"])))
     assert predictor.calls[-1] == ["a", "b"] and response.model_version == "7+abc"
     outputs = {o.name: o for o in response.outputs}
     assert outputs["probabilities"].shape == [2, 3] and outputs["label"].data == [
         "negative", "positive"]
+
+
+def test_the_body_limit_leaves_room_for_the_largest_valid_batch():
+    settings = Settings(max_batch=50, max_text_chars=300, home=Path("unused"))
+    worst = json.dumps({"instances": ["\U0001F600" * 300] * 50})  # 12 bytes per char escaped
+    assert len(worst.encode()) <= settings.body_limit < 2 * len(worst.encode()) + 65536
+    assert Settings(max_body_bytes=1000, home=Path("unused")).body_limit == 1000

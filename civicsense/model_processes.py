@@ -1,0 +1,233 @@
+"""The model processes behind the server's one HTTP process: spawned, fed request by request over
+pipes from the event loop, and replaced when one dies.
+
+Why not uvicorn's `--workers`: they share one listening socket and keep each keep-alive
+connection on the worker that accepted it, so a client with a few connections (a browser,
+Knative's queue-proxy) often lands them all on one worker while the others idle. Here each
+request goes to whichever process is free, whatever connection it came on. Why not a
+`ProcessPoolExecutor`: its queue and manager threads cost about a millisecond per request; a
+pipe per process read by the event loop itself costs a fraction of that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from kserve.logging import logger
+
+WARM_UP = ["warming up the model process"]
+
+
+class ModelProcessDied(RuntimeError):
+    """The process holding a request's batch exited before answering."""
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    # A SIGKILLed server cannot stop its model processes: without this they would linger.
+    while os.getppid() == parent_pid:
+        time.sleep(1)
+    os._exit(0)
+
+
+def _serve_requests(load: Callable[[], Any], score: Callable, conn: Connection,
+                    parent_pid: int) -> None:
+    """A model process: load once, say ready with the version loaded, then answer batches
+    until the pipe closes. Errors go back as messages: the process outlives a bad batch."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the HTTP process's to handle
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    model = load()
+    score(model.predictor, WARM_UP)
+    conn.send(("ready", os.getpid(), model.version_tag))
+    while True:
+        try:
+            texts = conn.recv()
+        except EOFError:
+            return
+        try:
+            conn.send(("ok", score(model.predictor, texts)))
+        except Exception as error:  # noqa: BLE001 - answered as a 500, the process stays
+            conn.send(("error", f"{type(error).__name__}: {error}"))
+
+
+@dataclass(eq=False)
+class _Member:
+    process: Any  # multiprocessing.context.SpawnProcess
+    conn: Connection
+    pid: int
+    alive: bool = True
+    pending: asyncio.Future | None = None
+
+
+class ModelProcesses:
+    """`processes` copies of the model, each in a spawned process, used one batch at a time.
+
+    `load()` (picklable; run in each process) returns an object with `.predictor` and
+    `.version_tag`; `score(predictor, texts)` (module-level) computes an answer there. Every
+    process must report `expected_version`."""
+
+    def __init__(self, load: Callable[[], Any], score: Callable, processes: int,
+                 expected_version: str, start_timeout: float = 600):
+        self.load, self.score_fn = load, score
+        self.processes = processes
+        self.expected_version = expected_version
+        self.start_timeout = start_timeout
+        self.members: list[_Member] = []
+        self._context = multiprocessing.get_context("spawn")  # the server process runs threads
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Queue[_Member] | None = None
+        self._replacing: set[asyncio.Task] = set()
+
+    @property
+    def pids(self) -> list[int]:
+        return sorted(member.pid for member in self.members)
+
+    def start(self) -> None:
+        """Spawn the processes; return once each has loaded the model and answered once."""
+        self.members = self._spawn(self.processes)
+
+    def _spawn(self, count: int) -> list[_Member]:
+        started = []
+        for _ in range(count):
+            parent_end, child_end = self._context.Pipe()
+            process = self._context.Process(
+                target=_serve_requests, name="civicsense-model", daemon=True,
+                args=(self.load, self.score_fn, child_end, os.getpid()))
+            process.start()
+            child_end.close()
+            started.append((process, parent_end))
+        deadline = time.monotonic() + self.start_timeout
+        members = []
+        try:
+            for process, conn in started:
+                if not conn.poll(max(0.0, deadline - time.monotonic())):
+                    raise RuntimeError(f"a model process was not ready in "
+                                       f"{self.start_timeout:.0f} s")
+                try:
+                    _, pid, version = conn.recv()
+                except EOFError:
+                    process.join(5)
+                    raise RuntimeError("a model process exited while loading the model (exit "
+                                       f"code {process.exitcode}; its error is in the log "
+                                       "above)") from None
+                if version != self.expected_version:
+                    raise RuntimeError(f"a model process loaded {version}, the server "
+                                       f"resolved {self.expected_version}")
+                members.append(_Member(process, conn, pid))
+        except BaseException:
+            for process, conn in started:
+                conn.close()
+                process.kill()
+            raise
+        return members
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Watch the pipes from this event loop (the server has one; tests run several)."""
+        if self._loop is loop:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            for member in self.members:
+                self._loop.remove_reader(member.conn.fileno())
+        self._loop, self._idle = loop, asyncio.LifoQueue()
+        for member in self.members:
+            member.pending = None
+            self._add(member)
+
+    def _add(self, member: _Member) -> None:
+        assert self._loop is not None and self._idle is not None
+        self._loop.add_reader(member.conn.fileno(), self._on_answer, member)
+        self._idle.put_nowait(member)
+
+    def _on_answer(self, member: _Member) -> None:
+        assert self._loop is not None and self._idle is not None
+        try:
+            status, value = member.conn.recv()
+        except (EOFError, OSError):
+            self._loop.remove_reader(member.conn.fileno())
+            self._replace(member)
+            if member.pending is not None and not member.pending.done():
+                member.pending.set_exception(ModelProcessDied(
+                    f"model process {member.pid} exited while predicting"))
+            return
+        pending, member.pending = member.pending, None
+        self._idle.put_nowait(member)
+        if pending is not None and not pending.done():  # done: the client went away
+            if status == "ok":
+                pending.set_result(value)
+            else:
+                pending.set_exception(RuntimeError(f"model process {member.pid}: {value}"))
+
+    def _replace(self, dead: _Member) -> None:
+        dead.alive = False
+        dead.conn.close()
+        dead.process.join(1)
+        logger.error("model process %d died (exit code %s); starting another", dead.pid,
+                     dead.process.exitcode)
+        self.members.remove(dead)
+        loop = self._loop
+        assert loop is not None
+
+        async def replace() -> None:
+            try:
+                [member] = await loop.run_in_executor(None, self._spawn, 1)
+            except Exception:  # noqa: BLE001 - cannot serve as configured: let the pod restart
+                logger.exception("cannot replace the model process; stopping the server")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            if self._loop is loop:
+                self.members.append(member)
+                self._add(member)
+
+        task = loop.create_task(replace())
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def score(self, texts: list[str]) -> Any:
+        """score(predictor, texts) in the next free process. A process that dies meanwhile is
+        replaced and the batch tried once more elsewhere: one crash costs no client its answer."""
+        self._bind(asyncio.get_running_loop())
+        assert self._loop is not None and self._idle is not None
+        for attempt in (1, 2):
+            member = await self._idle.get()
+            while not member.alive:
+                member = await self._idle.get()
+            member.pending = self._loop.create_future()
+            try:
+                member.conn.send(texts)
+            except OSError:  # died while idle: its reader replaces it
+                member.pending = None
+                continue
+            try:
+                return await member.pending
+            except ModelProcessDied:
+                if attempt == 2:
+                    raise
+        raise ModelProcessDied("two model processes died in a row")
+
+    async def wait_until_complete(self, timeout: float = 600) -> None:
+        """Until `processes` are running (after a replacement); for tests and shutdown."""
+        deadline = time.monotonic() + timeout
+        while len(self.members) < self.processes or self._replacing:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.members)} of {self.processes} model processes")
+            await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            for member in self.members:
+                self._loop.remove_reader(member.conn.fileno())
+        for member in self.members:
+            member.conn.close()  # the process's recv() ends: it returns
+        for member in self.members:
+            member.process.join(5)
+            if member.process.is_alive():
+                member.process.kill()
+        self.members = []
