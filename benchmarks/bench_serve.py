@@ -375,24 +375,35 @@ def main(argv: list[str] | None = None) -> int:
                 running.append(server)
             except Exception as error:  # noqa: BLE001 - a peer that fails is a row that says so
                 results[server.name] = {"failed": str(error)}
-        for turn in range(args.rounds):
+        for turn in range(args.rounds if running else 0):
             # Each round in another order: the machine's speed drifts, no contender always
             # goes first or last.
             for server in running[turn % len(running):] + running[:turn % len(running)]:
-                if server.process is None or server.process.poll() is not None:
-                    results[server.name] = {"failed": "exited during the benchmark"}
+                if "failed" in results.get(server.name, {}):
                     continue
-                rounds.setdefault(server.name, []).append(measure(server, texts, args.seconds))
-                print(f"round {turn + 1}: {server.name} {rounds[server.name][-1]}", flush=True)
+                try:
+                    if server.process is None or server.process.poll() is not None:
+                        raise RuntimeError("exited during the benchmark")
+                    measured = measure(server, texts, args.seconds)
+                except Exception as error:  # noqa: BLE001 - that contender's row says so
+                    results[server.name] = {"failed": str(error)}
+                    continue
+                rounds.setdefault(server.name, []).append(measured)
+                print(f"round {turn + 1}: {server.name} {measured}", flush=True)
         for name, measured in rounds.items():
             if "failed" not in results.get(name, {}):
                 results[name] = {key: float(np.median([m[key] for m in measured]))
                                  for key in measured[0]} | {
                                      "errors": sum(m["errors"] for m in measured),
                                      "rounds": measured}
-        soaked = next((s for s in running if s.name == "civicsense V1 w2"), None)
+        soaked = next((s for s in running if s.name == "civicsense V1 w2"
+                       and "failed" not in results[s.name]), None)
         if soaked is not None:
-            soak_result = soak(soaked, texts, args.soak_seconds, args.soak_clients)
+            try:
+                soak_result = soak(soaked, texts, args.soak_seconds, args.soak_clients)
+            except Exception as error:  # noqa: BLE001 - reported, and the exit code says so
+                results["load run"] = {"failed": str(error)}
+                print(f"load run failed: {error}", flush=True)
     finally:
         for server in servers:
             server.stop()
@@ -420,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or bench_dir / "serve.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nresults: {out}")
-    return 1 if soak_result and soak_result.errors else 0
+    load_failed = "failed" in results.get("load run", {})
+    return 1 if load_failed or (soak_result and soak_result.errors) else 0
 
 
 if __name__ == "__main__":

@@ -42,7 +42,10 @@ def _serve_requests(load: Callable[[], Any], score: Callable, conn: Connection,
                     parent_pid: int) -> None:
     """A model process: load once, say ready with the version loaded, then answer batches
     until the pipe closes. Errors go back as messages: the process outlives a bad batch."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the HTTP process's to handle
+    # Ctrl-C and a process-group SIGTERM are the HTTP process's to handle: it drains its
+    # requests, then closes the pipes, which ends this process (as does its death).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     model = load()
     score(model.predictor, WARM_UP)
@@ -53,9 +56,13 @@ def _serve_requests(load: Callable[[], Any], score: Callable, conn: Connection,
         except EOFError:
             return
         try:
-            conn.send(("ok", score(model.predictor, texts)))
+            answer = ("ok", score(model.predictor, texts))
         except Exception as error:  # noqa: BLE001 - answered as a 500, the process stays
-            conn.send(("error", f"{type(error).__name__}: {error}"))
+            answer = ("error", f"{type(error).__name__}: {error}")
+        try:
+            conn.send(answer)
+        except OSError:  # the server closed the pipe: it is stopping
+            return
 
 
 @dataclass(eq=False)
@@ -84,7 +91,9 @@ class ModelProcesses:
         self._context = multiprocessing.get_context("spawn")  # the server process runs threads
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: asyncio.Queue[_Member] | None = None
+        self._stopping: asyncio.Future | None = None  # done once stop() ran: waiters give up
         self._replacing: set[asyncio.Task] = set()
+        self._stopped = False
 
     @property
     def pids(self) -> list[int]:
@@ -126,6 +135,7 @@ class ModelProcesses:
             for process, conn in started:
                 conn.close()
                 process.kill()
+                process.join(5)
             raise
         return members
 
@@ -137,6 +147,7 @@ class ModelProcesses:
             for member in self.members:
                 self._loop.remove_reader(member.conn.fileno())
         self._loop, self._idle = loop, asyncio.LifoQueue()
+        self._stopping = loop.create_future()
         for member in self.members:
             member.pending = None
             self._add(member)
@@ -169,9 +180,11 @@ class ModelProcesses:
         dead.alive = False
         dead.conn.close()
         dead.process.join(1)
+        self.members.remove(dead)
+        if self._stopped:
+            return
         logger.error("model process %d died (exit code %s); starting another", dead.pid,
                      dead.process.exitcode)
-        self.members.remove(dead)
         loop = self._loop
         assert loop is not None
 
@@ -182,9 +195,11 @@ class ModelProcesses:
                 logger.exception("cannot replace the model process; stopping the server")
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
-            if self._loop is loop:
+            if self._loop is loop and not self._stopped:
                 self.members.append(member)
                 self._add(member)
+            else:
+                member.conn.close()
 
         task = loop.create_task(replace())
         self._replacing.add(task)
@@ -192,25 +207,44 @@ class ModelProcesses:
 
     async def score(self, texts: list[str]) -> Any:
         """score(predictor, texts) in the next free process. A process that dies meanwhile is
-        replaced and the batch tried once more elsewhere: one crash costs no client its answer."""
+        replaced and the batch tried once more elsewhere. Only once: a batch that kills its
+        process itself fails (500) after costing at most two processes."""
+        if self._stopped:
+            raise ModelProcessDied("the model processes are stopped")
         self._bind(asyncio.get_running_loop())
         assert self._loop is not None and self._idle is not None
         for attempt in (1, 2):
-            member = await self._idle.get()
-            while not member.alive:
-                member = await self._idle.get()
+            member = await self._next_idle()
             member.pending = self._loop.create_future()
             try:
                 member.conn.send(texts)
             except OSError:  # died while idle: its reader replaces it
                 member.pending = None
                 continue
+            except BaseException:  # e.g. unpicklable input: the process is fine, keep it
+                member.pending = None
+                self._idle.put_nowait(member)
+                raise
             try:
                 return await member.pending
             except ModelProcessDied:
                 if attempt == 2:
                     raise
         raise ModelProcessDied("two model processes died in a row")
+
+    async def _next_idle(self) -> _Member:
+        assert self._idle is not None and self._stopping is not None
+        while True:
+            getter = asyncio.ensure_future(self._idle.get())
+            await asyncio.wait({getter, self._stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if self._stopping.done():
+                if getter.done():
+                    self._idle.put_nowait(getter.result())
+                getter.cancel()
+                raise ModelProcessDied("the server is stopping")
+            member = getter.result()
+            if member.alive:
+                return member
 
     async def wait_until_complete(self, timeout: float = 600) -> None:
         """Until `processes` are running (after a replacement); for tests and shutdown."""
@@ -221,9 +255,15 @@ class ModelProcesses:
             await asyncio.sleep(0.1)
 
     def stop(self) -> None:
+        """End every process; requests still waiting for one fail instead of hanging."""
+        self._stopped = True
         if self._loop is not None and not self._loop.is_closed():
             for member in self.members:
                 self._loop.remove_reader(member.conn.fileno())
+                if member.pending is not None and not member.pending.done():
+                    member.pending.set_exception(ModelProcessDied("the server is stopping"))
+            if self._stopping is not None and not self._stopping.done():
+                self._stopping.set_result(None)
         for member in self.members:
             member.conn.close()  # the process's recv() ends: it returns
         for member in self.members:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from civicsense import LABELS, MODEL_NAME
+from civicsense.model_processes import ModelProcessDied
 from civicsense.serving import SentimentKServeModel, load_model
 from tests_support import run_coroutine
 
@@ -82,3 +83,20 @@ def test_an_error_in_a_model_process_is_an_error_for_that_request_only(pooled):
         run_coroutine(model.pool.score(None))  # the featurizer cannot take None
     assert model.pool.pids == pids
     assert len(run_coroutine(model.predict({"instances": TEXTS}))["predictions"]) == 2
+
+
+def test_stopping_fails_the_waiting_requests_instead_of_hanging(pooled):
+    """Last in this module: it stops the shared pool."""
+    model, _ = pooled
+
+    async def stop_while_busy():
+        tasks = [asyncio.ensure_future(model.predict({"instances": TEXTS * 16}))
+                 for _ in range(6)]
+        await asyncio.sleep(0.01)
+        model.stop()
+        return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+
+    results = run_coroutine(stop_while_busy())
+    assert any(isinstance(result, ModelProcessDied) for result in results)
+    assert all(isinstance(result, ModelProcessDied | dict) for result in results), results
+    assert model.pool.members == [] and not model.ready
