@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from civicsense.cli_errors import fail
 from civicsense.cli_monitor import register as register_monitor
 from civicsense.cli_serving import register as register_serving
 from civicsense.params import PipelineParams
@@ -26,11 +27,6 @@ DataOption = typer.Option(None, "--data", help="Data source: path, https:// URL 
                           "[env CIVICSENSE_DATA; default the ../shared/data mirror].")
 HomeOption = typer.Option(None, "--home", help="State directory [env CIVICSENSE_HOME; "
                           "default ./.civicsense].")
-
-
-def fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _settings(data: str | None, home: Path | None) -> Settings:
@@ -125,7 +121,7 @@ def submit_command(
     data: str = DataOption,
     experiment: str = typer.Option("civicsense", help="KFP experiment name."),
     namespace: str = typer.Option(None, help="Kubeflow profile namespace (multi-user)."),
-    sample_size: int = typer.Option(0, help="Stratified sample (0 = all)."),
+    sample_size: int = typer.Option(DEFAULTS.sample_size, help="Stratified sample (0 = all)."),
 ) -> None:
     """Submit a run of the compiled pipeline to a Kubeflow Pipelines endpoint."""
     from civicsense.pipeline import submit

@@ -14,16 +14,12 @@ from pathlib import Path
 
 import typer
 
+from civicsense.cli_errors import fail
 from civicsense.settings import get_settings
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_COULD_NOT_RUN = 0, 1, 2
 schedule_app = typer.Typer(help="Scheduled retraining on Kubeflow Pipelines (recurring runs).",
                            no_args_is_help=True)
-
-
-def _fail(message: str, code: int = EXIT_COULD_NOT_RUN) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _when(text: str | None, option: str) -> datetime | None:
@@ -32,7 +28,8 @@ def _when(text: str | None, option: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        _fail(f"{option} must be an ISO date/time such as 2026-11-23T18:00, not {text!r}")
+        fail(f"{option} must be an ISO date/time such as 2026-11-23T18:00, not {text!r}",
+             EXIT_COULD_NOT_RUN)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -63,10 +60,10 @@ def monitor_command(
         outcome = monitor.run_monitor(settings, _when(since, "--since"), _when(until, "--until"))
     except monitor.MonitorError as error:
         retrain.record_decision(settings, "skipped", f"could not run: {error}")
-        _fail(str(error))
+        fail(str(error), EXIT_COULD_NOT_RUN)
     except Exception as error:  # noqa: BLE001 - unreadable log, registry down…: exit 2
         retrain.record_decision(settings, "skipped", f"could not run: {error!r}")
-        _fail(f"monitor failed: {type(error).__name__}: {error}")
+        fail(f"monitor failed: {type(error).__name__}: {error}", EXIT_COULD_NOT_RUN)
     result = outcome.result
     typer.echo(f"champion: {settings.model_name} v{outcome.champion.version} "
                f"(reference {result.n_reference} posts) vs {result.n_current} records")
@@ -83,7 +80,7 @@ def monitor_command(
         decision = retrain.maybe_retrain(settings, result.drift_detected, result.drift_share,
                                          outcome.champion.version, report=outcome.summary_path)
     except Exception as error:  # noqa: BLE001 - recorded by maybe_retrain
-        _fail(f"drift detected but the retraining run could not start: {error}")
+        fail(f"drift detected but the retraining run could not start: {error}", EXIT_COULD_NOT_RUN)
     typer.echo(f"decision: {decision['decision']} ({decision['reason']})")
     run = decision.get("run") if decision["decision"] == "triggered" else None
     if run:
@@ -111,12 +108,12 @@ def schedule_create_command(
     try:
         validate_cron(cron)
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     settings = get_settings(data=data)
     try:
         job = create_schedule(host, settings, cron, name, experiment, namespace)
     except Exception as error:  # noqa: BLE001 - transport errors of many kinds
-        _fail(f"could not create the recurring run on {host}: {error}", 1)
+        fail(f"could not create the recurring run on {host}: {error}", 1)
     typer.echo(f"recurring run {getattr(job, 'recurring_run_id', '?')} '{name}' cron '{cron}'")
 
 
@@ -135,7 +132,7 @@ def replay_command(
         texts = load_texts(source, limit=limit, seed=seed)
         sent = replay(texts, url, batch=batch)
     except ReplayError as error:
-        _fail(str(error))
+        fail(str(error))
     typer.echo(json.dumps(sent))
 
 

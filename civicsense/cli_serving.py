@@ -7,6 +7,7 @@ import json
 
 import typer
 
+from civicsense.cli_errors import fail
 from civicsense.settings import get_settings
 
 rollout_app = typer.Typer(help="Canary rollout of the challenger on the InferenceService, "
@@ -18,11 +19,6 @@ DryRun = typer.Option(False, "--dry-run", help="Print the exact patch (and alias
 Namespace = typer.Option(None, "--namespace", "-n", help="Kubernetes namespace "
                          "[env CIVICSENSE_K8S_NAMESPACE; default civicsense].")
 Context = typer.Option(None, "--context", help="kubectl context [default: current].")
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def serve_command(
@@ -49,8 +45,8 @@ def serve_command(
     try:
         serve(settings)
     except MlflowException as error:
-        _fail(f"cannot load {settings.serve_model_uri}: {error.message} (register a model "
-              "first: `make run`)")
+        fail(f"cannot load {settings.serve_model_uri}: {error.message} (register a model "
+             "first: `make run`)", 1)
 
 
 def _run(verb: str, dry_run: bool, namespace: str | None, context: str | None, **kwargs):
@@ -60,7 +56,7 @@ def _run(verb: str, dry_run: bool, namespace: str | None, context: str | None, *
     try:
         plan = getattr(rollout, verb)(settings, dry_run=dry_run, **kwargs)
     except rollout.RolloutError as error:
-        _fail(str(error))
+        fail(str(error), 1)
     typer.echo(json.dumps(plan, indent=2))
 
 
