@@ -247,7 +247,7 @@ class ModelProcesses:
                 return member
 
     async def wait_until_complete(self, timeout: float = 600) -> None:
-        """Until `processes` are running (after a replacement); for tests and shutdown."""
+        """Until `processes` are running again after a replacement (tests wait on it)."""
         deadline = time.monotonic() + timeout
         while len(self.members) < self.processes or self._replacing:
             if time.monotonic() > deadline:

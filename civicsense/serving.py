@@ -27,6 +27,8 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
 
 from civicsense import LABELS, MODEL_NAME
 from civicsense.featurize import DESCRIPTOR_NAMES
@@ -323,8 +325,6 @@ def install_error_handlers(app) -> None:
     …}` for bytes it cannot decode); make them the same `{"error": …}` 400 as every other client
     error. Idempotent."""
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     async def bad_request(_, exc: RequestValidationError):
         return JSONResponse(status_code=400,
@@ -354,9 +354,6 @@ class BodySizeLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        from fastapi.responses import JSONResponse
-        from starlette.exceptions import HTTPException as StarletteHTTPException
-
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
             response = JSONResponse({"error": self._message(declared.decode())}, status_code=413)
