@@ -1,10 +1,18 @@
 """Helpers importable from any test module (pytest puts tests/ on sys.path)."""
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
 from civicsense.settings import MIRROR_DATA  # noqa: F401  (re-exported for tests)
 
@@ -38,3 +46,47 @@ def run_coroutine(coroutine):
     API keeps an event loop running in the main thread for the rest of the session."""
     with ThreadPoolExecutor(1) as thread:
         return thread.submit(asyncio.run, coroutine).result()
+
+
+CIVICSENSE = Path(sys.executable).parent / "civicsense"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(command: Sequence[str], port: int, env: dict[str, str], log: Path,
+                 timeout: float = 180, cwd: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """Start a model server (`civicsense serve …`, the container entry point) in its own
+    process group; return it and its URL once /v2/health/ready answers 200."""
+    with log.open("w") as out:
+        process = subprocess.Popen(list(command), env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True, cwd=cwd)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return process, url
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    stop_server(process)
+    pytest.fail(f"server not ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group; SIGKILL if it is not gone in 20 s."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        except ProcessLookupError:
+            pass

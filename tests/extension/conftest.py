@@ -4,15 +4,10 @@ built extension loaded, the local test pages on a local HTTP server, and the REA
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +16,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from ext_support import MODEL, OUTPUT, PAGES, build, free_port, require_chromium
+from ext_support import MODEL, OUTPUT, PAGES, build, require_chromium
+
+from tests_support import CIVICSENSE, free_port, start_server, stop_server
 
 
 @pytest.fixture(scope="session")
@@ -80,39 +77,15 @@ class ModelServer:
 def model_server(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
     """`civicsense serve` on a free port, serving models:/civicsense-sentiment@champion from the
     registry the real pipeline run filled; killed (its whole process group) at the end."""
-    civicsense = Path(sys.executable).parent / "civicsense"
-    command = [str(civicsense)] if civicsense.exists() else [sys.executable, "-m", "civicsense.cli"]
     port = free_port()
     log = tmp_path_factory.mktemp("model-server") / "serve.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with log.open("wb") as sink:
-        process = subprocess.Popen([*command, "serve", "--port", str(port)], stdout=sink,
-                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_server([str(CIVICSENSE), "serve", "--port", str(port)], port, env, log)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"civicsense serve exited with {process.returncode}:\n"
-                            f"{log.read_text(errors='replace')[-3000:]}")
-            with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-                if _get_json(f"{url}/v2/health/ready").get("ready"):
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"civicsense serve not ready in 180 s:\n"
-                            f"{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
         version_tag = _get_json(f"{url}/v2/models/{MODEL}")["versions"][0]
         yield ModelServer(url, version_tag, log, process)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        stop_server(process)
 
 
 @dataclass

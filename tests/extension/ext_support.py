@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -37,9 +36,3 @@ def require_chromium() -> Path:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI must provide Chromium: {reason}")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

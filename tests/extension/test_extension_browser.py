@@ -11,7 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from ext_support import ROOT, free_port
+from ext_support import ROOT
+
+from tests_support import free_port
 
 CLASSES = ("negative", "neutral", "positive")
 TOPICS = ("abortion", "climate", "feminism", "religion", "elections")

@@ -1,12 +1,10 @@
 """The cluster's way in: kserve/model_server.py on an MLflow model directory (what the storage
-initializer puts in /mnt/models), with the version from env and two worker processes."""
+initializer puts in /mnt/models), with the version from env and two model processes."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -16,8 +14,7 @@ import requests
 from civicsense import MODEL_NAME
 from civicsense.serving import load_model
 from civicsense.settings import Settings
-
-from .conftest import free_port, stop_server
+from tests_support import free_port, start_server, stop_server
 
 ENTRY = Path(__file__).resolve().parents[2] / "kserve" / "model_server.py"
 
@@ -46,22 +43,10 @@ def test_container_entry_point_serves_a_directory_with_two_workers(model_dir, tr
     port = free_port()
     env = {**os.environ, "CIVICSENSE_MODEL_VERSION": "7", "MLFLOW_TRACKING_URI": "sqlite:///"
            + str(tmp_path / "unused.db")}  # a directory needs no registry
-    log = (tmp_path / "entry.log").open("w")
-    process = subprocess.Popen([sys.executable, str(ENTRY), f"--model_dir={model_dir}",
-                                f"--http_port={port}", "--workers=2"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_server([sys.executable, str(ENTRY), f"--model_dir={model_dir}",
+                                 f"--http_port={port}", "--workers=2"], port, env,
+                                tmp_path / "entry.log", timeout=120, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, (tmp_path / "entry.log").read_text()[-3000:]
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "not ready in 120 s"
-            time.sleep(0.3)
         metadata = requests.get(f"{url}/v2/models/{MODEL_NAME}", timeout=5).json()
         assert metadata["versions"] == [f"7+{summary['run_id']}"]
         with requests.Session() as session:  # several requests: both workers answer alike
