@@ -10,8 +10,10 @@ Locally the model server appends to one file per process; the cluster's log sink
 object per batch (GCS objects cannot be appended to). `read_log` reads both layouts.
 
 Logging never slows or fails a prediction: `InferenceLogger.log` only puts the batch on a
-bounded queue; a background thread computes descriptors and writes. A full queue, a full disk or
-an unreachable bucket is logged and counted (`stats()`), never raised to the caller.
+bounded queue; a background thread builds the records and writes them (it computes descriptors
+only when the caller has none: the server passes the ones its prediction computed). A full
+queue, a full disk or an unreachable bucket is logged and counted (`InferenceLogger.stats`),
+never raised to the caller.
 """
 
 from __future__ import annotations
