@@ -10,7 +10,7 @@ SAMPLE ?= 0
 RUN_ARGS := $(if $(DATA),--data $(DATA)) $(if $(filter-out 0,$(SAMPLE)),--sample-size $(SAMPLE))
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test lint compile submit bench lock clean
+.PHONY: help setup run test test-fast lint compile submit bench lock clean
 
 # Each capability (serving, monitoring, extension) adds its targets in mk/<name>.mk.
 -include $(wildcard mk/*.mk)
@@ -31,8 +31,11 @@ setup: $(BIN)/.installed ## Create .venv with the locked dependencies
 run: setup ## Run the training pipeline end to end locally (DATA=…, SAMPLE=…)
 	$(BIN)/civicsense run $(RUN_ARGS)
 
-test: setup ## Run the test suite (offline)
+test: setup ## Run the whole test suite (offline)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## Unit + data tests only: no trained model, no browser, no containers (< 2 min)
+	$(BIN)/python -m pytest -m "not e2e and not browser and not container" $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(BIN)/ruff check .
@@ -44,7 +47,7 @@ submit: setup ## Submit a run to Kubeflow Pipelines (HOST=http://…)
 	$(BIN)/civicsense pipeline submit --host $(HOST) $(RUN_ARGS)
 
 bench: setup ## Benchmark the pipeline: cold run and unchanged rerun on the full data
-	$(BIN)/python -m civicsense.bench $(RUN_ARGS)
+	$(BIN)/python benchmarks/bench_pipeline.py $(RUN_ARGS)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

@@ -95,7 +95,7 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def false_alarms(settings: Settings, windows: int, size: int) -> dict:
-    from civicsense.monitor import detect_drift, load_reference
+    from civicsense.monitoring.drift import detect_drift, load_reference
 
     reference = load_reference(settings)
     order = np.random.default_rng(0).permutation(len(reference))
@@ -122,8 +122,8 @@ def false_alarms(settings: Settings, windows: int, size: int) -> dict:
 def shift_windows(settings: Settings, since: str, windows: int, size: int) -> dict:
     """Sensitivity: windows of `size` records of the replayed traffic (from the inference log)
     against the champion's full reference, as the monitor compares them."""
-    from civicsense.inference_log import read_log
-    from civicsense.monitor import detect_drift, load_reference
+    from civicsense.monitoring.drift import detect_drift, load_reference
+    from civicsense.monitoring.inference_log import read_log
 
     reference = load_reference(settings)
     traffic = read_log(settings.inference_log, settings, since=datetime.fromisoformat(since))
@@ -144,8 +144,8 @@ def score_versions(settings: Settings, versions: dict[str, str], posts) -> dict:
     import mlflow.pyfunc
     import pandas as pd
 
-    from civicsense.evaluate import PRIMARY_METRIC, classification_metrics
-    from civicsense.tracking import configure_mlflow
+    from civicsense.training.evaluate import PRIMARY_METRIC, classification_metrics
+    from civicsense.training.registry import configure_mlflow
 
     configure_mlflow(settings)
     scores = {}
@@ -233,7 +233,7 @@ def main() -> None:
     summary = monitor_summary(settings)
     figures["time_shift"] = {"exit_code": done.returncode, **_brief(summary),
                              "monitor_and_retrain_seconds": round(time.perf_counter() - started)}
-    from civicsense.retrain import read_decisions, read_state
+    from civicsense.monitoring.trigger import read_decisions, read_state
 
     state = read_state(settings)
     run_summary_path = Path(state.get("run", {}).get("summary_json", "/nonexistent"))
@@ -253,7 +253,7 @@ def main() -> None:
                                                    "reason": last["reason"]}
         say(f"   → exit {again.returncode}, decision {last['decision']}: {last['reason']}")
         say("7. both versions on the 2015 tweets (labelled) the server saw")
-        from civicsense.replay import load_posts
+        from civicsense.monitoring.replay import load_posts
 
         recent = load_posts([MIRROR_DATA / name for name in RECENT])
         recent = recent[recent["label"].isin(["negative", "neutral", "positive"])]

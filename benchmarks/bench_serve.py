@@ -35,8 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from civicsense import MODEL_NAME
 from civicsense.settings import MIRROR_DATA, Settings
+
+# The name the servers publish the model under (CIVICSENSE_MODEL_NAME renames it).
+MODEL_NAME = Settings().model_name
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -50,7 +52,7 @@ FALLBACK_TWEETS = ["I love this reform, finally some good news :)",
 
 def tweets(limit: int = 2000) -> list[str]:
     """Real tweets from the mirror (fallback: a few fixed ones), cleaned like ingest does."""
-    from civicsense.ingest import clean_text
+    from civicsense.data.ingest import clean_text
 
     out: list[str] = []
     for path in sorted(MIRROR_DATA.glob("*test-A.txt")) if MIRROR_DATA.is_dir() else []:
@@ -266,7 +268,7 @@ def civicsense_server(settings: Settings, workers: int, v2: bool,
     port = free_port()
     return Server(f"civicsense V{2 if v2 else 1} w{workers}" + (" +payload log" * payload_log),
                   [str(BIN / "civicsense"), "serve", "--port", str(port), "--workers",
-                   str(workers), "--model-uri", settings.serve_model_uri], port,
+                   str(workers), "--model-uri", settings.model_uri], port,
                   "/v2/health/ready", v2_body if v2 else v1_body,
                   f"/v2/models/{MODEL_NAME}/infer" if v2 else f"/v1/models/{MODEL_NAME}:predict",
                   env={**THREAD_ENV, "MLFLOW_TRACKING_URI": settings.tracking_uri,
@@ -344,10 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(serve_threads=1)
     bench_dir = settings.home_dir / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
-    from civicsense.serving import load_model
+    from civicsense.serving.loading import load_model
 
-    model = load_model(settings.serve_model_uri, settings)
-    print(f"model {settings.serve_model_uri} = version {model.version_tag}", flush=True)
+    model = load_model(settings.model_uri, settings)
+    print(f"model {settings.model_uri} = version {model.version_tag}", flush=True)
     import mlflow
 
     model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.location, dst_path=str(

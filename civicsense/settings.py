@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIRROR_DATA = PROJECT_ROOT.parent / "shared" / "data" / "semeval2017-task4a"
 # TweetEval's sentiment task is SemEval-2017 Task 4A, published in a layout ingest reads.
+DEFAULT_COMPONENT_IMAGE = "ghcr.io/civicsense/civicsense-components:0.1.0"
 PUBLIC_DATA_URL = (
     "https://raw.githubusercontent.com/cardiffnlp/tweeteval/main/datasets/sentiment/"
 )
@@ -35,7 +36,7 @@ class Settings(BaseSettings):
     )
     experiment: str = "civicsense"
     model_name: str = "civicsense-sentiment"
-    component_image: str = "ghcr.io/civicsense/civicsense-components:0.1.0"
+    component_image: str = DEFAULT_COMPONENT_IMAGE
     feature_repo: Path = PROJECT_ROOT / "feature_repo"
     git_commit: str | None = Field(default=None, description="Commit baked into images.")
     storage_emulator_host: str | None = Field(
@@ -45,10 +46,11 @@ class Settings(BaseSettings):
     )
     http_timeout: float = 60.0
     # Serving (civicsense serve, the KServe runtime) and rollout (civicsense rollout …).
-    serve_model_uri: str = Field(
-        default="models:/civicsense-sentiment@champion",
+    serve_model_uri: str | None = Field(
+        default=None,
         description="What the server loads: models:/name@alias, models:/name/version or a "
-        "local MLflow model directory (/mnt/models on the cluster).",
+        "local MLflow model directory (/mnt/models on the cluster) [default: "
+        "models:/<model_name>@champion].",
     )
     serve_port: int = Field(default=8080, description="HTTP port (KServe binds 0.0.0.0).")
     serve_workers: int = Field(default=1, ge=1, description="Model processes behind the one HTTP "
@@ -95,6 +97,11 @@ class Settings(BaseSettings):
         path = self.home.expanduser().resolve()
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def model_uri(self) -> str:
+        """What the server loads: serve_model_uri, else the registered model's champion."""
+        return self.serve_model_uri or f"models:/{self.model_name}@champion"
 
     @property
     def tracking_uri(self) -> str:

@@ -1,7 +1,16 @@
-"""KFP v2 components of the CivicSense training pipeline: thin shells over civicsense.*."""
+"""KFP v2 components of the CivicSense training pipeline: each a thin shell over one function.
 
-from civicsense.settings import Settings
+| component          | wraps                                          |
+| ------------------ | ---------------------------------------------- |
+| `ingest_op`        | civicsense.data.ingest.ingest_source           |
+| `feature_build_op` | civicsense.features.store.build_features       |
+| `train_op`         | civicsense.training.train.train                |
+| `evaluate_op`      | civicsense.training.evaluate.evaluate          |
+| `register_op`      | civicsense.training.registry.register          |
+"""
+
+from civicsense.settings import DEFAULT_COMPONENT_IMAGE
 
 # The image the cluster runs every component in (built from components/Dockerfile); the local
 # runner ignores it.
-COMPONENT_IMAGE = Settings().component_image
+COMPONENT_IMAGE = DEFAULT_COMPONENT_IMAGE

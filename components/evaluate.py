@@ -1,4 +1,4 @@
-"""KFP component: score the candidate (and the current champion) on the validation split."""
+"""KFP component `evaluate_op`: a thin shell over civicsense.training.evaluate.evaluate."""
 
 from typing import NamedTuple
 
@@ -19,54 +19,23 @@ def evaluate_op(
 ):
     """Metrics of the packaged candidate on validation text; champion_score is -1 with none."""
     import json
-    import tempfile
     from collections import namedtuple
     from pathlib import Path
 
-    import mlflow
     import pandas as pd
 
     from civicsense import LABELS
-    from civicsense.evaluate import (
-        PRIMARY_METRIC,
-        REFERENCE_DIR,
-        REFERENCE_FILE,
-        classification_metrics,
-        confusion,
-        confusion_figure,
-        reference_frame,
-        score_champion,
-    )
     from civicsense.settings import Settings
-    from civicsense.tracking import configure_mlflow
+    from civicsense.training.evaluate import PRIMARY_METRIC, evaluate
 
-    settings = Settings()
-    rows = pd.read_parquet(entities.path)
-    validation = rows[rows["split"] == "validation"]
-    candidate = mlflow.pyfunc.load_model(str(Path(model.path) / "mlflow-model"))
-    predictions = candidate.predict(validation[["text"]])
-    predicted = predictions["label"].tolist()
-    scores = classification_metrics(validation["label"], predicted)
-    matrix = confusion(validation["label"], predicted)
-
-    client = configure_mlflow(settings)
-    run_id = model.metadata["run_id"]
-    champion = score_champion(client, settings.model_name, validation["text"], validation["label"],
-                              run_id, predicted)
-    for name, value in scores.items():
+    result = evaluate(Settings(), pd.read_parquet(entities.path),
+                      Path(model.path) / "mlflow-model", model.metadata["run_id"])
+    for name, value in result.scores.items():
         metrics.log_metric(name, round(value, 4))
-        client.log_metric(run_id, f"val_{name}", value)
-    if champion is not None:
-        client.log_metric(run_id, "champion_val_macro_recall", champion.macro_recall)
-    reference = reference_frame(validation, predictions)
-    with tempfile.TemporaryDirectory() as tmp:
-        reference.to_parquet(Path(tmp) / REFERENCE_FILE, index=False)
-        client.log_artifact(run_id, str(Path(tmp) / REFERENCE_FILE), REFERENCE_DIR)
-    figure = confusion_figure(matrix, f"validation, macro recall {scores[PRIMARY_METRIC]:.3f}")
-    client.log_figure(run_id, figure, "confusion_matrix.png")
-    confusion_matrix.log_confusion_matrix(list(LABELS), matrix.tolist())
-    Path(metrics.path).write_text(json.dumps(scores, indent=2))
-    print(json.dumps(scores, indent=2))
+    confusion_matrix.log_confusion_matrix(list(LABELS), result.matrix.tolist())
+    # A Metrics artifact with no file never hits the local cache: write the scores there too.
+    Path(metrics.path).write_text(json.dumps(result.scores, indent=2))
+    champion = result.champion
     Scores = namedtuple("Scores", ["candidate_score", "champion_score", "champion_version"])
-    return Scores(scores[PRIMARY_METRIC], champion.macro_recall if champion else -1.0,
+    return Scores(result.scores[PRIMARY_METRIC], champion.macro_recall if champion else -1.0,
                   champion.version if champion else "")

@@ -1,4 +1,4 @@
-"""KFP component: fit the featurizer, write features to Feast and hand on the entity rows."""
+"""KFP component `feature_build_op`: a thin shell over civicsense.features.store.build_features."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
@@ -20,7 +20,7 @@ def feature_build_op(
     import joblib
     import pandas as pd
 
-    from civicsense.features import build_features
+    from civicsense.features.store import build_features
     from civicsense.settings import Settings
 
     build = build_features(pd.read_parquet(snapshot.path), Settings(), split_method,

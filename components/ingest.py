@@ -1,4 +1,4 @@
-"""KFP component: ingest a data source into a Parquet snapshot, a quarantine and a report."""
+"""KFP component `ingest_op`: a thin shell over civicsense.data.ingest.ingest_source."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Metrics, Output
@@ -17,17 +17,12 @@ def ingest_op(
     """Ingest `source`; returns the snapshot's data version. `source_fingerprint` only feeds the
     cache key, so a changed source is ingested again."""
     import json
-    import tempfile
     from pathlib import Path
 
-    from civicsense.ingest import ingest
+    from civicsense.data.ingest import ingest_source
     from civicsense.settings import Settings
-    from civicsense.sources import fetch
 
-    with tempfile.TemporaryDirectory() as workdir:
-        result = ingest(fetch(source, Path(workdir), Settings()))
-    result.accepted.to_parquet(snapshot.path, index=False)
-    result.quarantined.to_parquet(quarantine.path, index=False)
+    result = ingest_source(source, Settings(), Path(snapshot.path), Path(quarantine.path))
     summary = result.report
     for key in ("records_read", "lines_read", "accepted", "quarantined"):
         report.log_metric(key, summary[key])
@@ -35,5 +30,4 @@ def ingest_op(
     quarantine.metadata["rows"] = len(result.quarantined)
     # A Metrics artifact with no file never hits the local cache: write the report there too.
     Path(report.path).write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
     return result.data_version

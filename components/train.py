@@ -1,4 +1,4 @@
-"""KFP component: train XGBoost on the Feast training set and log the pyfunc model to MLflow."""
+"""KFP component `train_op`: a thin shell over civicsense.training.train.train."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
@@ -24,15 +24,12 @@ def train_op(
     import joblib
     import pandas as pd
 
-    from civicsense.features import training_frame
-    from civicsense.params import TrainParams
     from civicsense.settings import Settings
-    from civicsense.train import train
+    from civicsense.training.params import TrainParams
+    from civicsense.training.train import train
 
-    settings = Settings()
-    rows = pd.read_parquet(entities.path)
     result = train(
-        settings, rows, training_frame(settings, rows), joblib.load(featurizer.path),
+        Settings(), pd.read_parquet(entities.path), joblib.load(featurizer.path),
         TrainParams(n_estimators=n_estimators, max_depth=max_depth,
                     learning_rate=learning_rate, seed=seed),
         Path(model.path), data_version, pipeline_run,

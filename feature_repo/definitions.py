@@ -1,12 +1,15 @@
-"""Feast definitions for CivicSense: the post entity, its feature views and the model's service."""
+"""Feast definitions for CivicSense: the post entity, its feature views and the model's service.
+
+Declarative and free of side effects: importing this file reads no settings and touches no file.
+The source's path is relative, and Feast resolves it against the store's repo_path, which
+civicsense.features.store sets to the state directory ($CIVICSENSE_HOME/feast)."""
 
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Float32
 
-from civicsense.featurize import DESCRIPTOR_NAMES, VECTOR_BLOCKS
-from civicsense.settings import Settings
+from civicsense.features.featurizer import DESCRIPTOR_NAMES, FEATURE_SERVICE, VECTOR_BLOCKS
 
 FEATURES_FILE = "post_features.parquet"
 # Posts never stop being the posts they were; the ttl just has to span the data (2011 onwards).
@@ -17,7 +20,7 @@ post = Entity(name="post", join_keys=["post_id"], value_type=ValueType.STRING,
 
 post_features_source = FileSource(
     name="post_features",
-    path=str(Settings().feast_dir / FEATURES_FILE),
+    path=FEATURES_FILE,
     timestamp_field="created_at",
 )
 
@@ -42,7 +45,7 @@ post_text_vectors = FeatureView(
 )
 
 sentiment_features = FeatureService(
-    name="civicsense_sentiment",
+    name=FEATURE_SERVICE,
     features=[post_descriptors, post_text_vectors],
     description="Everything the civicsense-sentiment model reads.",
 )

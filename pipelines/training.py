@@ -2,7 +2,7 @@
 
 from kfp import dsl, kubernetes
 
-from civicsense.params import PipelineParams
+from civicsense.training.params import PipelineParams
 from components.evaluate import evaluate_op
 from components.feature_build import feature_build_op
 from components.ingest import ingest_op

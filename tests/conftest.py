@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,8 +37,8 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Set
     """One real local pipeline run (KFP local runner) on a mirror sample: a state directory
     whose MLflow registry holds civicsense-sentiment@champion, and the run's summary."""
     require_mirror_dir()
-    from civicsense.params import PipelineParams
-    from civicsense.pipeline import run_local
+    from civicsense.training.params import PipelineParams
+    from civicsense.training.runner import run_local
 
     home = tmp_path_factory.mktemp("trained-home")
     saved = {k: os.environ.get(k) for k in ("CIVICSENSE_HOME", "CIVICSENSE_DATA",
@@ -52,3 +55,68 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Set
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark by what a test needs, so `make test-fast` can leave the slow kinds out: anything
+    that uses the session's real pipeline run is `e2e`; the extension's Chromium tests are
+    `browser`; tests/container are `container`."""
+    for item in items:
+        parts = item.path.parts
+        if "trained_home" in item.fixturenames or "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)
+        if "extension" in parts and "browser" in item.fixturenames:
+            item.add_marker(pytest.mark.browser)
+        if "container" in parts:
+            item.add_marker(pytest.mark.container)
+
+
+@pytest.fixture
+def gcs(monkeypatch):
+    """gcp-storage-emulator in process with a `civicsense-monitoring` bucket."""
+    from gcp_storage_emulator.server import create_server
+
+    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket="civicsense-monitoring")
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST",
+                       f"http://127.0.0.1:{server._api._httpd.server_port}")
+    yield "gs://civicsense-monitoring"
+    server.stop()
+
+
+@pytest.fixture
+def kfp_api():
+    """A stand-in for the Kubeflow Pipelines REST API (v2beta1) that records what the real
+    kfp.Client sends: healthz, experiment lookup, recurring-run creation."""
+    calls: list[tuple[str, str, dict | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, payload: dict) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):  # noqa: N802
+            calls.append(("GET", self.path, None))
+            if self.path.startswith("/apis/v2beta1/experiments"):
+                self._send({"experiments": [{"experiment_id": "exp-1",
+                                             "display_name": "civicsense"}], "total_size": 1})
+            else:
+                self._send({})
+
+        def do_POST(self):  # noqa: N802
+            length = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            calls.append(("POST", self.path, body))
+            self._send({**body, "recurring_run_id": "rr-1"})
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", calls
+    server.shutdown()

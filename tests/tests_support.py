@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from civicsense.settings import MIRROR_DATA  # noqa: F401  (re-exported for tests)
+from civicsense.settings import MIRROR_DATA, Settings  # noqa: F401  (re-exported for tests)
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+FIXTURES = ROOT / "tests" / "fixtures"  # our own small files
+MODEL_NAME = Settings.model_fields["model_name"].default  # what the tests' servers publish
 
 
 def require_mirror_dir() -> Path:

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from civicsense.ingest import ingest
+from civicsense.data.ingest import ingest
 from tests_support import require_mirror_dir
 
 # Row counts of the data README, file by file: the 20,632-row test file holds one record that

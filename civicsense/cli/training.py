@@ -1,0 +1,156 @@
+"""CLI verbs for training (`civicsense run`, `ingest`, `pipeline compile|submit`, `schedule
+create`): thin shells over civicsense.data, civicsense.training."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from civicsense.cli.errors import fail
+from civicsense.cli.options import DataOption, HomeOption
+from civicsense.settings import Settings, get_settings
+from civicsense.training.params import PipelineParams
+
+pipeline_app = typer.Typer(help="Compile or submit the training pipeline.", no_args_is_help=True)
+schedule_app = typer.Typer(help="Scheduled retraining on Kubeflow Pipelines (recurring runs).",
+                           no_args_is_help=True)
+
+DEFAULTS = PipelineParams()
+
+
+def _settings(data: str | None, home: Path | None) -> Settings:
+    return get_settings(data=data, home=home)
+
+
+
+def run(
+    data: str = DataOption,
+    home: Path = HomeOption,
+    sample_size: int = typer.Option(DEFAULTS.sample_size,
+                                    help="Stratified sample of the snapshot (0 = all)."),
+    split: str = typer.Option(DEFAULTS.split_method, help="Validation split: time or random."),
+    validation_fraction: float = typer.Option(DEFAULTS.validation_fraction,
+                                              help="Share of posts held out."),
+    n_estimators: int = typer.Option(DEFAULTS.n_estimators, help="XGBoost boosting rounds."),
+    max_depth: int = typer.Option(DEFAULTS.max_depth, help="XGBoost tree depth."),
+    learning_rate: float = typer.Option(DEFAULTS.learning_rate, help="XGBoost learning rate."),
+    gate_margin: float = typer.Option(DEFAULTS.gate_margin, help="Macro recall a candidate must "
+                                      "gain over the champion to become challenger."),
+    cache: bool = typer.Option(True, help="Reuse unchanged steps from earlier local runs."),
+    summary_json: Path = typer.Option(None, help="Also write the run summary to this file."),
+) -> None:
+    """Run the training pipeline end to end on this machine (KFP local runner)."""
+    from civicsense.data.ingest import IngestError
+    from civicsense.data.sources import SourceError, check
+    from civicsense.training.runner import run_local
+
+    if split not in {"time", "random"}:
+        fail(f"--split must be 'time' or 'random', not {split!r}")
+    if not 0 < validation_fraction < 1:
+        fail("--validation-fraction must be between 0 and 1")
+    settings = _settings(data, home)
+    params = PipelineParams(sample_size, split, validation_fraction, n_estimators, max_depth,
+                            learning_rate, DEFAULTS.seed, gate_margin)
+    typer.echo(f"data: {settings.data}\nhome: {settings.home_dir}\n"
+               f"tracking: {settings.tracking_uri}")
+    started = time.perf_counter()
+    try:
+        check(settings.data, settings)
+        summary = run_local(settings, params, cache=cache)
+    except (SourceError, IngestError) as error:
+        fail(str(error))
+    except RuntimeError as error:  # the local runner reports a failed task this way
+        fail(f"pipeline failed: {error}", 1)
+    typer.secho(f"\nregistered {summary['model']} version {summary['version']} "
+                f"alias={summary['alias'] or 'none'} ({summary['reason']})", fg="green")
+    typer.echo(json.dumps(summary, indent=2))
+    if summary_json:
+        summary_json.write_text(json.dumps(summary, indent=2))
+    typer.echo(f"pipeline took {time.perf_counter() - started:.1f} s")
+
+
+
+def ingest_command(
+    data: str = DataOption,
+    out: Path = typer.Option(Path("snapshot.parquet"), help="Accepted rows (Parquet)."),
+    quarantine: Path = typer.Option(Path("quarantine.parquet"), help="Rejected rows."),
+) -> None:
+    """Ingest a data source alone and print the accounting report."""
+    from civicsense.data.ingest import IngestError, ingest_source
+    from civicsense.data.sources import SourceError
+
+    settings = _settings(data, None)
+    try:
+        result = ingest_source(settings.data, settings, out, quarantine)
+    except (IngestError, SourceError) as error:
+        fail(str(error))
+    typer.echo(json.dumps(result.report, indent=2))
+
+
+def compile_command(
+    output: Path = typer.Option(None, help="Where to write the IR YAML "
+                                "[default pipelines/civicsense_training.yaml]."),
+) -> None:
+    """Compile the pipeline to IR YAML for the Kubeflow UI."""
+    from civicsense.training.runner import COMPILED_PIPELINE, compile_pipeline
+
+    typer.echo(f"wrote {compile_pipeline(output or COMPILED_PIPELINE)}")
+
+
+
+def submit_command(
+    host: str = typer.Option(..., help="Kubeflow Pipelines API endpoint, e.g. "
+                             "http://localhost:8080 after a port-forward."),
+    data: str = DataOption,
+    experiment: str = typer.Option("civicsense", help="KFP experiment name."),
+    namespace: str = typer.Option(None, help="Kubeflow profile namespace (multi-user)."),
+    sample_size: int = typer.Option(DEFAULTS.sample_size, help="Stratified sample (0 = all)."),
+) -> None:
+    """Submit a run of the compiled pipeline to a Kubeflow Pipelines endpoint."""
+    from civicsense.training.runner import submit
+
+    settings = _settings(data, None)
+    try:
+        run_id = submit(host, settings, PipelineParams(sample_size=sample_size), experiment,
+                        namespace)
+    except Exception as error:  # kfp.Client raises transport errors of many kinds
+        fail(f"could not submit to {host}: {error}", 1)
+    typer.echo(f"submitted run {run_id} to {host}")
+
+
+def schedule_create_command(
+    cron: str = typer.Option("0 0 3 * * *", "--cron", help="Six fields, seconds first "
+                             "(KFP): 'second minute hour day-of-month month day-of-week'."),
+    host: str = typer.Option(..., "--host", help="Kubeflow Pipelines API endpoint."),
+    name: str = typer.Option("civicsense-scheduled-retraining", "--name", help="Job name."),
+    experiment: str = typer.Option("civicsense", "--experiment", help="KFP experiment."),
+    namespace: str = typer.Option(None, "--namespace", help="Kubeflow profile namespace."),
+    data: str = typer.Option(None, "--data", help="Data source the runs train on."),
+) -> None:
+    """Create a KFP recurring run of the compiled training pipeline."""
+    from civicsense.training.schedule import create_schedule, validate_cron
+
+    try:
+        validate_cron(cron)
+    except ValueError as error:
+        fail(str(error))
+    settings = get_settings(data=data)
+    try:
+        job = create_schedule(host, settings, cron, name, experiment, namespace)
+    except Exception as error:  # noqa: BLE001 - transport errors of many kinds
+        fail(f"could not create the recurring run on {host}: {error}", 1)
+    typer.echo(f"recurring run {getattr(job, 'recurring_run_id', '?')} '{name}' cron '{cron}'")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the training verbs to the main CLI."""
+    app.command("run")(run)
+    app.command("ingest")(ingest_command)
+    pipeline_app.command("compile")(compile_command)
+    pipeline_app.command("submit")(submit_command)
+    app.add_typer(pipeline_app, name="pipeline")
+    schedule_app.command("create")(schedule_create_command)
+    app.add_typer(schedule_app, name="schedule")

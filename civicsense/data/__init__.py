@@ -1,0 +1,1 @@
+"""Data: raw labelled posts from a source to a clean, versioned snapshot and its split."""

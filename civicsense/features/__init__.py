@@ -1,0 +1,1 @@
+"""Features: the one featurizer (text to numbers) and the Feast feature store build."""

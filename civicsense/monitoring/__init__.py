@@ -1,0 +1,1 @@
+"""Monitoring: payload log and sink, Evidently drift check, retraining trigger, replay."""

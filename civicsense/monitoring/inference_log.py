@@ -1,0 +1,261 @@
+"""The inference log: one record per prediction, one schema, one writer, one reader.
+
+A record is flat: when, which model version, the text, the predicted label, the three class
+probabilities and the featurizer's cheap descriptors (civicsense.featurize.describe, the same
+function training uses). Records are JSON lines partitioned by day:
+
+    <root>/date=YYYY-MM-DD/<writer>.jsonl        root = a directory, or gs://bucket/prefix
+
+Locally the model server appends to one file per process; the cluster's log sink writes one
+object per batch (GCS objects cannot be appended to). `read_log` reads both layouts.
+
+Logging never slows or fails a prediction: `InferenceLogger.log` only puts the batch on a
+bounded queue; a background thread builds the records and writes them (it computes descriptors
+only when the caller has none: the server passes the ones its prediction computed). A full
+queue, a full disk or an unreachable bucket is logged and counted (`InferenceLogger.stats`),
+never raised to the caller.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from civicsense import PROBABILITY_COLUMNS
+from civicsense.features.featurizer import DESCRIPTOR_NAMES
+from civicsense.settings import Settings
+from civicsense.storage import gcs_client, is_gcs, split_gcs_uri
+
+log = logging.getLogger(__name__)
+
+BASE_COLUMNS: tuple[str, ...] = ("time", "request_id", "model_version", "source", "text", "label",
+                                 *PROBABILITY_COLUMNS)
+# The record schema, in order. `source` says which writer made it: "server" or "sink".
+RECORD_COLUMNS: tuple[str, ...] = (*BASE_COLUMNS, *DESCRIPTOR_NAMES)
+PARTITION = "date="
+
+
+def make_records(texts: Sequence[str], labels: Sequence[str], probabilities: Any,
+                 model_version: str, request_id: str | None = None, source: str = "server",
+                 when: datetime | None = None, descriptors: Any = None) -> list[dict]:
+    """Prediction batch → records (descriptors included), all stamped with the same time.
+    `descriptors` (rows in DESCRIPTOR_NAMES order) are computed from the texts when absent."""
+    from civicsense.features.featurizer import describe
+
+    when = when or datetime.now(UTC)
+    stamp = when.astimezone(UTC).isoformat(timespec="microseconds")
+    request_id = request_id or str(uuid.uuid4())
+    if descriptors is None:
+        descriptors = describe(list(texts)).to_numpy()
+    records = []
+    for text, label, row, extra in zip(texts, labels, probabilities, descriptors, strict=True):
+        record = {"time": stamp, "request_id": request_id, "model_version": str(model_version),
+                  "source": source, "text": str(text), "label": str(label)}
+        record |= {column: float(p) for column, p in zip(PROBABILITY_COLUMNS, row, strict=True)}
+        record |= {name: float(v) for name, v in zip(DESCRIPTOR_NAMES, extra, strict=True)}
+        records.append(record)
+    return records
+
+
+def validate_record(record: dict) -> dict:
+    """A record with exactly the schema's fields (missing ones are an error, extras dropped)."""
+    missing = [c for c in RECORD_COLUMNS if c not in record]
+    if missing:
+        raise ValueError(f"inference record lacks {missing}")
+    return {c: record[c] for c in RECORD_COLUMNS}
+
+
+def _partition(stamp: str) -> str:
+    return f"{PARTITION}{stamp[:10]}"
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_records(records: Sequence[dict], root: str, settings: Settings,
+                  writer: str | None = None) -> int:
+    """Write records under their day partitions; returns how many. Raises on I/O errors (the
+    non-raising wrapper is InferenceLogger). Locally appends to `<writer>.jsonl`; on GCS writes
+    a new object per call and day."""
+    by_day: dict[str, list[str]] = {}
+    for record in records:
+        record = validate_record(record)
+        by_day.setdefault(_partition(record["time"]), []).append(
+            json.dumps(record, ensure_ascii=False))
+    writer = writer or f"{socket.gethostname()}-{os.getpid()}"
+    if is_gcs(root):
+        bucket_name, prefix = split_gcs_uri(root)
+        bucket = gcs_client(settings).bucket(bucket_name)
+        for day, lines in by_day.items():
+            name = "/".join(p for p in (prefix, day, f"{writer}-{uuid.uuid4().hex}.jsonl") if p)
+            bucket.blob(name).upload_from_string("\n".join(lines) + "\n",
+                                                 content_type="application/x-ndjson")
+    else:
+        for day, lines in by_day.items():
+            folder = Path(root) / day
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / f"{writer}.jsonl", "a", encoding="utf-8") as handle:
+                handle.write("\n".join(lines) + "\n")
+    return sum(len(lines) for lines in by_day.values())
+
+
+@dataclass
+class LogStats:
+    logged: int = 0  # records written
+    failed: int = 0  # records lost to write errors (disk full, bucket unreachable, bad data)
+    dropped: int = 0  # records dropped because the queue was full (writer too slow)
+
+
+class InferenceLogger:
+    """Non-blocking, never-raising writer: `log()` enqueues, a daemon thread writes."""
+
+    def __init__(self, root: str, settings: Settings, max_queue: int = 10_000,
+                 source: str = "server"):
+        self.root, self.settings, self.source = root, settings, source
+        self.stats = LogStats()
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name="inference-log", daemon=True)
+        self._thread.start()
+        atexit.register(self.flush, 5.0)
+
+    def log(self, texts: Sequence[str], labels: Sequence[str], probabilities: Any,
+            model_version: str, request_id: str | None = None, descriptors: Any = None) -> None:
+        """Queue a prediction batch. Never raises, never blocks."""
+        try:
+            item = (list(texts), list(labels), [list(map(float, row)) for row in probabilities],
+                    str(model_version), request_id, datetime.now(UTC), descriptors)
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._count("dropped", len(texts))
+            log.warning("inference log queue full: dropped %d records", len(texts))
+        except Exception:  # noqa: BLE001 - logging must never fail a prediction
+            self._count("failed", _safe_len(texts))
+            log.exception("inference log: could not queue a batch")
+
+    def _count(self, field: str, n: int) -> None:
+        with self._lock:
+            setattr(self.stats, field, getattr(self.stats, field) + n)
+
+    def _work(self) -> None:
+        while True:
+            texts, labels, probabilities, version, request_id, when, descriptors = (
+                self._queue.get())
+            try:
+                records = make_records(texts, labels, probabilities, version, request_id,
+                                       self.source, when, descriptors)
+                self._count("logged", write_records(records, self.root, self.settings))
+            except Exception as error:  # noqa: BLE001 - counted and logged, never raised
+                self._count("failed", len(texts))
+                log.error("inference log: %d records lost (%s: %s)", len(texts),
+                          type(error).__name__, error)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait (up to timeout seconds) until every queued batch is written or counted."""
+        deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+        while self._queue.unfinished_tasks:
+            if datetime.now(UTC) > deadline:
+                return False
+            threading.Event().wait(0.01)
+        return True
+
+
+def _safe_len(items: Any) -> int:
+    try:
+        return len(items)
+    except Exception:  # noqa: BLE001
+        return 1
+
+
+_LOGGER: InferenceLogger | None = None
+_LOGGER_LOCK = threading.Lock()
+
+
+def get_logger(settings: Settings) -> InferenceLogger:
+    """The process's logger (one writer thread per process, created on first use)."""
+    global _LOGGER
+    with _LOGGER_LOCK:
+        if _LOGGER is None or _LOGGER.settings is not settings:
+            _LOGGER = InferenceLogger(settings.inference_log, settings)
+        return _LOGGER
+
+
+def log_prediction(settings: Settings, texts: Sequence[str], labels: Sequence[str],
+                   probabilities: Any, model_version: str, request_id: str | None = None,
+                   descriptors: Any = None) -> None:
+    """What the model server calls after each prediction. Never raises."""
+    try:
+        if not settings.log_predictions:
+            return
+        get_logger(settings).log(texts, labels, probabilities, model_version, request_id,
+                                 descriptors)
+    except Exception:  # noqa: BLE001 - logging must never fail a prediction
+        log.exception("inference log unavailable")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _days(since: datetime, until: datetime) -> list[str]:
+    first, last = since.astimezone(UTC).date(), until.astimezone(UTC).date()
+    return [f"{PARTITION}{(first + timedelta(days=i)).isoformat()}"
+            for i in range((last - first).days + 1)]
+
+
+def _lines_local(root: str, days: list[str]) -> list[str]:
+    lines: list[str] = []
+    for day in days:
+        for path in sorted((Path(root) / day).glob("*.jsonl")):
+            lines.extend(path.read_text(encoding="utf-8").splitlines())
+    return lines
+
+
+def _lines_gcs(root: str, days: list[str], settings: Settings) -> list[str]:
+    bucket_name, prefix = split_gcs_uri(root)
+    client = gcs_client(settings)
+    lines: list[str] = []
+    for day in days:
+        day_prefix = "/".join(p for p in (prefix, day) if p) + "/"
+        for blob in client.list_blobs(bucket_name, prefix=day_prefix):
+            if blob.name.endswith(".jsonl"):
+                lines.extend(blob.download_as_text(encoding="utf-8").splitlines())
+    return lines
+
+
+def read_log(root: str, settings: Settings, since: datetime | None = None,
+             until: datetime | None = None) -> pd.DataFrame:
+    """Records with since <= time < until (default: the last monitor window) as a DataFrame
+    with RECORD_COLUMNS; `time` is a UTC timestamp. Unparseable lines are skipped and logged."""
+    until = until or datetime.now(UTC) + timedelta(seconds=1)
+    since = since or until - timedelta(hours=settings.monitor_window_hours)
+    days = _days(since, until)
+    lines = _lines_gcs(root, days, settings) if is_gcs(root) else _lines_local(root, days)
+    rows, bad = [], 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            rows.append(validate_record(json.loads(line)))
+        except (ValueError, TypeError):
+            bad += 1
+    if bad:
+        log.warning("inference log: skipped %d unreadable lines", bad)
+    frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
+    frame = frame[(frame["time"] >= pd.Timestamp(since)) & (frame["time"] < pd.Timestamp(until))]
+    return frame.sort_values("time", kind="stable").reset_index(drop=True)

@@ -1,0 +1,73 @@
+"""The model server: KServe's ModelServer around the registered model on one HTTP port (V1 + V2),
+started by `civicsense serve` or, on the cluster, by the runtime's entry point with KServe's own
+flags (`kserve/model_server.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+
+from civicsense.serving.dataplane import VersionedDataPlane
+from civicsense.serving.http import BodySizeLimit, install_error_handlers, log_config
+from civicsense.serving.predictor import SentimentKServeModel
+from civicsense.settings import Settings
+
+
+def serve(settings: Settings, model_uri: str | None = None, model_name: str | None = None,
+          port: int | None = None, workers: int | None = None,
+          server_options: dict | None = None, log_config_file: str | None = None) -> None:
+    """Load the model and serve it on 0.0.0.0:port (KServe hard-codes the host) until stopped:
+    one HTTP process, and with workers > 1 that many model processes behind it.
+    `server_options` are further kserve.ModelServer keyword arguments (from its flags);
+    `log_config_file` replaces the default logging setup (KServe's flag of that name)."""
+    import kserve.logging
+    from fastapi.exceptions import FastAPIDeprecationWarning
+    from kserve import ModelServer, model_server
+
+    workers = workers or settings.serve_workers
+    # The model processes start from this environment and size their OpenMP pools from it.
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.serve_threads))
+    # KServe 0.21 still answers with ORJSONResponse: FastAPI warns on every request.
+    warnings.filterwarnings("ignore", category=FastAPIDeprecationWarning)
+    kserve.logging.configure_logging(log_config_file or log_config(settings.serve_access_log))
+    model = SentimentKServeModel(model_name or settings.model_name,
+                                 model_uri or settings.model_uri, settings,
+                                 processes=workers)
+    model.load()
+    # KServe serves the app object of kserve.model_server: our handlers and limit go on it.
+    install_error_handlers(model_server.app)
+    model_server.app.add_middleware(BodySizeLimit, max_bytes=settings.body_limit)
+    # One uvicorn process: the model processes spread requests, not uvicorn workers (see
+    # civicsense.serving.model_processes for why).
+    options = {"enable_grpc": False, "enable_latency_logging": False, **(server_options or {})}
+    server = ModelServer(http_port=port or settings.serve_port, workers=1, **options)
+    server.dataplane = VersionedDataPlane(model_registry=server.registered_models)
+    server.start([model])
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    """KServe's own model-server flags (as its sklearnserver reuses them), plus --model_dir;
+    unset flags fall back on Settings (CIVICSENSE_* env)."""
+    from kserve import model_server
+
+    parser = argparse.ArgumentParser(description="CivicSense KServe model server",
+                                     parents=[model_server.parser])
+    parser.add_argument("--model_dir", default=None, help="MLflow model directory or URI "
+                        "[default: CIVICSENSE_SERVE_MODEL_URI]")
+    # None: take the value from Settings (model name, port, model processes); the rest of
+    # KServe's defaults are tuned for this server (no gRPC, no per-request latency lines).
+    parser.set_defaults(model_name=None, http_port=None, workers=None, enable_grpc=False,
+                        enable_latency_logging=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The container entry point (kserve/model_server.py): KServe-style flags."""
+    args, _ = argument_parser().parse_known_args(argv)
+    options = {"enable_grpc": args.enable_grpc, "grpc_port": args.grpc_port,
+               "enable_latency_logging": args.enable_latency_logging,
+               "timeout_keep_alive": args.timeout_keep_alive, "event_loop": args.event_loop,
+               "max_asyncio_workers": args.max_asyncio_workers}
+    serve(Settings(), args.model_dir, args.model_name, args.http_port, args.workers, options,
+          args.log_config_file)

@@ -1,0 +1,1 @@
+"""Training: model, training, evaluation, MLflow registry, and the pipeline's runs and schedules."""

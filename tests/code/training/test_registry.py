@@ -1,0 +1,70 @@
+"""The promotion gate, and registration on a real MLflow registry (SQLite)."""
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from civicsense.training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    alias_version,
+    gate,
+    register_candidate,
+)
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        return model_input
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.create_experiment("t", artifact_location=(tmp_path / "art").as_uri())
+    mlflow.set_experiment(experiment_id=experiment)
+    return MlflowClient(uri)
+
+
+def log_candidate():
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=[])
+    return run.info.run_id, info.model_uri
+
+
+@pytest.mark.parametrize("candidate,champion,margin,alias", [
+    (0.60, None, 0.0, CHAMPION),
+    (0.62, 0.60, 0.01, CHALLENGER),
+    (0.605, 0.60, 0.01, None),
+    (0.60, 0.60, 0.0, None),
+    (0.59, 0.60, 0.0, None),
+])
+def test_gate(candidate, champion, margin, alias):
+    assert gate(candidate, champion, margin)[0] == alias
+
+
+def test_first_is_champion_then_challenger_then_unaliased(registry):
+    first = register_candidate(registry, "m", *reversed(log_candidate()), 0.60, None, 0.0, {})
+    assert (first.version, first.alias) == ("1", CHAMPION)
+    run_id, uri = log_candidate()
+    second = register_candidate(registry, "m", uri, run_id, 0.65, 0.60, 0.01, {"k": "v"})
+    assert (second.version, second.alias) == ("2", CHALLENGER)
+    assert registry.get_model_version("m", "2").tags["k"] == "v"
+    third = register_candidate(registry, "m", *reversed(log_candidate()), 0.61, 0.60, 0.01, {})
+    assert third.alias is None and "does not beat" in third.reason
+    assert registry.get_model_version("m", third.version).aliases == []
+    assert alias_version(registry, "m", CHAMPION) == "1"
+    assert alias_version(registry, "m", CHALLENGER) == "2"
+    assert alias_version(registry, "absent", CHAMPION) is None
+
+
+def test_registering_the_same_run_twice_is_idempotent(registry):
+    run_id, uri = log_candidate()
+    first = register_candidate(registry, "once", uri, run_id, 0.6, None, 0.0, {})
+    again = register_candidate(registry, "once", uri, run_id, 0.6, 0.6, 0.0, {})
+    assert again.version == first.version and again.alias == CHAMPION
+    assert len(registry.search_model_versions("name='once'")) == 1
