@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,9 +43,10 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Set
 
     home = tmp_path_factory.mktemp("trained-home")
     saved = {k: os.environ.get(k) for k in ("CIVICSENSE_HOME", "CIVICSENSE_DATA",
-                                            "MLFLOW_TRACKING_URI")}
+                                            "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     os.environ["CIVICSENSE_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
     try:
         settings = Settings(data=str(MIRROR_DATA))
         summary = run_local(settings, PipelineParams(sample_size=E2E_SAMPLE), cache=True)
@@ -55,6 +57,29 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Set
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_do_not_leak() -> Iterator[None]:
+    """mlflow.set_tracking_uri / set_registry_uri (configure_mlflow calls both) change process
+    globals and export env vars that child processes inherit: put both back after each test,
+    so one test's registry never becomes the next test's."""
+    saved = {key: os.environ.get(key) for key in MLFLOW_URI_VARIABLES}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if tracking is not None:
+        tracking._tracking_uri = saved["MLFLOW_TRACKING_URI"]
+    registry = sys.modules.get("mlflow.tracking._model_registry.utils")
+    if registry is not None:
+        registry._registry_uri = saved["MLFLOW_REGISTRY_URI"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

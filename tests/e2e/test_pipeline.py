@@ -21,7 +21,8 @@ def client(trained_home):
 
     settings, _ = trained_home
     mlflow.set_tracking_uri(settings.tracking_uri)
-    return MlflowClient(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)  # both: earlier tests may have set another
+    return MlflowClient(settings.tracking_uri, settings.tracking_uri)
 
 
 def summary_validation_rows(trained_home) -> int:
@@ -61,6 +62,7 @@ def test_champion_loads_in_a_fresh_process_without_the_repository(trained_home, 
         sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
         import mlflow, pandas as pd
         mlflow.set_tracking_uri({settings.tracking_uri!r})
+        mlflow.set_registry_uri({settings.tracking_uri!r})
         model = mlflow.pyfunc.load_model("models:/{settings.model_name}@champion")
         out = model.predict(pd.DataFrame({{"text": ["I love it", "I hate it"]}}))
         import civicsense

@@ -10,6 +10,7 @@ def champion(trained_home):
 
     settings, _ = trained_home
     mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)  # both: earlier tests may have set another
     return mlflow.pyfunc.load_model(f"models:/{settings.model_name}@champion")
 
 

@@ -27,7 +27,7 @@ def registry(tmp_path_factory):
     mlflow.set_registry_uri(uri)
     experiment = mlflow.create_experiment("t", artifact_location=(tmp_path / "art").as_uri())
     mlflow.set_experiment(experiment_id=experiment)
-    return MlflowClient(uri)
+    return MlflowClient(uri, uri)
 
 
 def log_candidate():
