@@ -7,20 +7,20 @@
 // "classify these texts with the saved settings" while the user's analysis of its tab runs,
 // within the server's limits, and report that analysis' progress (lib/trust.js).
 import { ApiError, classify, prepareTexts, testConnection } from "./lib/api.js";
-import { addCounts, dayKey, pruneHistory, tally } from "./lib/history.js";
+import { addCounts, dayKey, pruneHistory } from "./lib/history.js";
+import { addToRun, endRun, requireRun, runKey, startRun, takeFromRun } from "./lib/runs.js";
 import { readAuth, writeAuth } from "./lib/secrets.js";
 import { authTransportProblem, DEFAULTS, endpointPattern, loadSettings, normalizeSettings,
   saveSettings, validateEndpoint } from "./lib/settings.js";
 import { compileTopics, matchTopics } from "./lib/topics.js";
-import { CONTENT_SCRIPT, EXTENSION_PAGE, MAX_TEXTS_PER_PAGE, senderKind, textsProblem }
-  from "./lib/trust.js";
+import { CONTENT_SCRIPT, EXTENSION_PAGE, forbidden, MAX_TEXTS_PER_PAGE, senderKind,
+  textsProblem } from "./lib/trust.js";
 
 const MENU_SELECTION = "civicsense-analyze-selection";
 const MENU_PAGE = "civicsense-analyze-page";
 const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL("")).origin;
 const pageKey = (tabId) => `page:${tabId}`;
 const contribKey = (tabId) => `contrib:${tabId}`;
-const runKey = (tabId) => `run:${tabId}`;
 
 // chrome.storage.session holds page states, addresses and analysis budgets: trusted contexts
 // only (Chrome's default, set explicitly so that no later change opens it to content scripts).
@@ -223,62 +223,6 @@ async function onContextMenu(info, tab) {
   await showInPage(tab.id, payload).catch((e) => console.warn("CivicSense:", e));
 }
 chrome.contextMenus.onClicked.addListener(onContextMenu);
-
-// --- the budget of one user-started page analysis ---------------------------------------
-// A content script may classify texts only while the user's analysis of its tab runs, at most
-// MAX_TEXTS_PER_PAGE in all. The worker counts the results itself: the history and the
-// popup show what the server answered, not what the page reports.
-let runLock = Promise.resolve();
-function withRuns(action) {
-  const next = runLock.then(action);
-  runLock = next.catch(() => {});
-  return next;
-}
-
-async function startRun(tabId) {
-  await withRuns(() => chrome.storage.session.set({
-    [runKey(tabId)]: { remaining: MAX_TEXTS_PER_PAGE, counts: tally([]) } }));
-}
-
-function takeFromRun(tabId, n) {
-  return withRuns(async () => {
-    const { [runKey(tabId)]: run } = await chrome.storage.session.get(runKey(tabId));
-    if (!run) throw forbidden("no analysis of this tab is running (start one from the popup)");
-    if (n > run.remaining) {
-      throw forbidden(`one analysis classifies at most ${MAX_TEXTS_PER_PAGE} texts`);
-    }
-    await chrome.storage.session.set({ [runKey(tabId)]: { ...run, remaining: run.remaining - n } });
-  });
-}
-
-function addToRun(tabId, results) {
-  return withRuns(async () => {
-    const { [runKey(tabId)]: run } = await chrome.storage.session.get(runKey(tabId));
-    if (!run) return;
-    const counts = tally(results.filter(Boolean));
-    const merged = addCounts({ days: { run: run.counts } }, "run", counts).days.run ?? tally([]);
-    await chrome.storage.session.set({ [runKey(tabId)]: { ...run, counts: merged } });
-  });
-}
-
-/** End the tab's run and return its counts; refuses if none runs. */
-function endRun(tabId) {
-  return withRuns(async () => {
-    const { [runKey(tabId)]: run } = await chrome.storage.session.get(runKey(tabId));
-    if (!run) throw forbidden("no analysis of this tab is running");
-    await chrome.storage.session.remove(runKey(tabId));
-    return { ...tally([]), ...run.counts };
-  });
-}
-
-async function requireRun(tabId) {
-  const { [runKey(tabId)]: run } = await chrome.storage.session.get(runKey(tabId));
-  if (!run) throw forbidden("no analysis of this tab is running");
-}
-
-function forbidden(why) {
-  return new ApiError("forbidden", `CivicSense refused the request: ${why}.`);
-}
 
 const count = (value) => Math.min(MAX_TEXTS_PER_PAGE, Math.max(0, Number.parseInt(value, 10) || 0));
 const shortText = (value, n) => (typeof value === "string" ? value.slice(0, n) : undefined);

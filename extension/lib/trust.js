@@ -5,6 +5,7 @@
 // over, it can send any message a content script can, so content-script messages are data to
 // check, never commands to trust. The sender fields checked here are set by the browser, not
 // by the sender.
+import { ApiError } from "./api.js";
 
 // The server's default `--max-batch` (civicsense serve): at most this many texts per message.
 export const MAX_TEXTS_PER_REQUEST = 256;
@@ -43,4 +44,9 @@ export function textsProblem(texts) {
     return `text ${bad} is not a string of at most ${MAX_RAW_TEXT_CHARS} characters`;
   }
   return null;
+}
+
+/** The error a refused request gets (kind "forbidden"). */
+export function forbidden(why) {
+  return new ApiError("forbidden", `CivicSense refused the request: ${why}.`);
 }
