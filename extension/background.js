@@ -1,17 +1,48 @@
 // CivicSense service worker: every network call happens here (KServe sends no CORS headers,
 // so a content script's fetch would be blocked), only to the configured endpoint, and only
 // when the user asks (popup buttons or the context menu).
+//
+// Trust boundary: only the extension's own pages (popup, panel, options) may change settings,
+// test arbitrary endpoints or see the Authorization header. A content script may only ask
+// "classify these texts with the saved settings" while the user's analysis of its tab runs,
+// within the server's limits, and report that analysis' progress (lib/trust.js).
 import { ApiError, classify, prepareTexts, testConnection } from "./lib/api.js";
 import { addCounts, dayKey, pruneHistory } from "./lib/history.js";
-import { endpointPattern, loadSettings, normalizeSettings } from "./lib/settings.js";
+import { addToRun, endRun, requireRun, runKey, startRun, takeFromRun } from "./lib/runs.js";
+import { readAuth, writeAuth } from "./lib/secrets.js";
+import { authTransportProblem, DEFAULTS, endpointPattern, loadSettings, normalizeSettings,
+  saveSettings, validateEndpoint } from "./lib/settings.js";
 import { compileTopics, matchTopics } from "./lib/topics.js";
+import { CONTENT_SCRIPT, EXTENSION_PAGE, forbidden, MAX_TEXTS_PER_PAGE, senderKind,
+  textsProblem } from "./lib/trust.js";
 
 const MENU_SELECTION = "civicsense-analyze-selection";
 const MENU_PAGE = "civicsense-analyze-page";
+const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL("")).origin;
 const pageKey = (tabId) => `page:${tabId}`;
 const contribKey = (tabId) => `contrib:${tabId}`;
 
+// chrome.storage.session holds page states, addresses and analysis budgets: trusted contexts
+// only (Chrome's default, set explicitly so that no later change opens it to content scripts).
+chrome.storage.session.setAccessLevel({ accessLevel: "TRUSTED_CONTEXTS" })
+  .catch((error) => console.error("CivicSense: session storage access level", error));
+
+/** Earlier versions kept the header in chrome.storage.local, where content scripts can read
+ * it: move it to the secret store (only at install/update, so a content script's later
+ * write to chrome.storage.local is never taken for the user's header). */
+async function migrateAuthHeader() {
+  const { settings } = await chrome.storage.local.get("settings");
+  if (!settings || typeof settings !== "object" || !("authHeader" in settings)) return;
+  const header = String(settings.authHeader ?? "").trim();
+  if (header && !(await readAuth()).header) {
+    await writeAuth(header, validateEndpoint(settings.endpoint ?? DEFAULTS.endpoint).origin ?? null);
+  }
+  const { authHeader: _moved, ...rest } = settings;
+  await chrome.storage.local.set({ settings: rest });
+}
+
 chrome.runtime.onInstalled.addListener(() => {
+  migrateAuthHeader().catch((error) => console.error("CivicSense: moving the header", error));
   chrome.contextMenus.removeAll(() => {
     chrome.contextMenus.create({ id: MENU_SELECTION, title: "CivicSense: analyze",
       contexts: ["selection"] });
@@ -22,6 +53,29 @@ chrome.runtime.onInstalled.addListener(() => {
 
 const errorOf = (error) => (error instanceof ApiError ? error.toJSON()
   : { kind: "internal", message: String(error?.message ?? error), status: 0 });
+
+/** The saved settings with the Authorization header, which is sent only to the origin it
+ * was saved for (chrome.storage.local, where the endpoint lives, is writable by content
+ * scripts; the secret store is not). */
+async function loadWorkerSettings() {
+  const settings = await loadSettings();
+  const auth = await readAuth();
+  if (!auth.header) return settings;
+  const origin = validateEndpoint(settings.endpoint).origin;
+  if (auth.origin !== origin) {
+    throw new ApiError("permission", `The Authorization header was saved for ${auth.origin}, ` +
+      `but the endpoint is now ${settings.endpoint}: open Options and save the settings again.`);
+  }
+  return { ...settings, authHeader: auth.header };
+}
+
+/** Refuse before any request: an Authorization header over plain http:// to a remote host,
+ * or an endpoint the user has not granted. */
+async function requireReachable(settings) {
+  const insecure = authTransportProblem(settings);
+  if (insecure) throw new ApiError("insecure", insecure);
+  await requireHostPermission(settings);
+}
 
 async function requireHostPermission(settings) {
   const pattern = endpointPattern(settings);
@@ -34,8 +88,8 @@ async function requireHostPermission(settings) {
 
 /** Classify texts: truncate to maxChars, skip empty ones, batch, attach topics. */
 async function classifyTexts(texts, settings = null) {
-  settings ??= await loadSettings();
-  await requireHostPermission(settings);
+  settings ??= await loadWorkerSettings();
+  await requireReachable(settings);
   const prepared = prepareTexts(texts, settings.maxChars);
   const topics = compileTopics(settings.topics);
   const results = new Array(prepared.length).fill(null);
@@ -82,8 +136,9 @@ async function setPageState(tabId, state) {
 }
 
 async function analyzePage(tabId) {
-  const settings = await loadSettings();
-  await requireHostPermission(settings);
+  const settings = await loadWorkerSettings();
+  await requireReachable(settings);
+  await startRun(tabId);
   await setPageState(tabId, { state: "running", done: 0, total: 0 });
   try {
     await sendToPage(tabId, { type: "cs:analyze-page", batchSize: settings.batchSize,
@@ -169,49 +224,93 @@ async function onContextMenu(info, tab) {
 }
 chrome.contextMenus.onClicked.addListener(onContextMenu);
 
-const handlers = {
-  // From the content script.
-  async classify(msg) {
-    return classifyTexts(msg.texts);
+const count = (value) => Math.min(MAX_TEXTS_PER_PAGE, Math.max(0, Number.parseInt(value, 10) || 0));
+const shortText = (value, n) => (typeof value === "string" ? value.slice(0, n) : undefined);
+
+// From our content script (lib/trust.js: any page that took over its renderer can send these).
+const contentHandlers = {
+  async classify(msg, sender) {
+    const problem = textsProblem(msg.texts);
+    if (problem) throw forbidden(problem);
+    await takeFromRun(sender.tab.id, msg.texts.length);
+    const answer = await classifyTexts(msg.texts);
+    await addToRun(sender.tab.id, answer.results);
+    return answer;
   },
   async "page-progress"(msg, sender) {
-    await setPageState(sender.tab.id, { state: "running", done: msg.done, total: msg.total,
-      adapter: msg.adapter });
+    await requireRun(sender.tab.id);
+    await setPageState(sender.tab.id, { state: "running", done: count(msg.done),
+      total: count(msg.total), adapter: shortText(msg.adapter, 40) });
     return {};
   },
   async "page-done"(msg, sender) {
     const tabId = sender.tab.id;
-    const state = msg.total ? "done" : "empty";
-    await setPageState(tabId, { state, done: msg.done, total: msg.total, counts: msg.counts,
-      adapter: msg.adapter, truncated: msg.truncated, skipped: msg.skipped, capped: msg.capped,
-      cancelled: msg.cancelled, modelVersion: msg.modelVersion });
-    if (msg.total && msg.done) await recordPage(tabId, sender.url ?? sender.tab.url, msg.counts);
+    const counts = await endRun(tabId);
+    const total = count(msg.total);
+    const done = count(msg.done);
+    await setPageState(tabId, { state: total ? "done" : "empty", done, total, counts,
+      adapter: shortText(msg.adapter, 40), truncated: count(msg.truncated),
+      skipped: count(msg.skipped), capped: Boolean(msg.capped), cancelled: Boolean(msg.cancelled),
+      modelVersion: shortText(msg.modelVersion, 200) });
+    if (total && done) await recordPage(tabId, sender.url ?? sender.tab.url, counts);
     return {};
   },
   async "page-error"(msg, sender) {
-    await setPageState(sender.tab.id, { state: "error", error: msg.error, done: msg.done,
-      total: msg.total, counts: msg.counts });
+    const counts = await endRun(sender.tab.id);
+    await setPageState(sender.tab.id, { state: "error", done: count(msg.done),
+      total: count(msg.total), counts, error: { kind: shortText(msg.error?.kind, 40) ?? "internal",
+        message: shortText(msg.error?.message, 500) ?? "CivicSense stopped." } });
     return {};
   },
-  // From the popup and the options page.
+};
+
+// From the extension's own pages: the popup, the popped-out panel and the options page.
+const pageHandlers = {
   async "analyze-page"(msg) {
     return analyzePage(msg.tabId);
   },
   async "analyze-selection"(msg) {
     return analyzeSelection(msg.tabId);
   },
+  /** The options form's settings (unsaved) or the saved ones, header included. */
   async "test-connection"(msg) {
-    const settings = normalizeSettings(msg.settings ?? await loadSettings());
-    await requireHostPermission(settings);
+    const settings = msg.settings ? normalizeSettings(msg.settings) : await loadWorkerSettings();
+    await requireReachable(settings);
     return testConnection(settings);
+  },
+  /** The settings for the options form, with the header if it belongs to this endpoint. */
+  async "get-settings"() {
+    const settings = await loadSettings();
+    const auth = await readAuth();
+    const bound = auth.header && auth.origin === validateEndpoint(settings.endpoint).origin;
+    return { settings: { ...settings, authHeader: bound ? auth.header : "" },
+      authElsewhere: auth.header && !bound ? auth.origin : null };
+  },
+  async "save-settings"(msg) {
+    const settings = normalizeSettings(msg.settings);
+    const endpoint = validateEndpoint(msg.settings?.endpoint);
+    if (!endpoint.ok) throw new ApiError("invalid", endpoint.error);
+    if (!settings.topics.length) throw new ApiError("invalid", "Keep at least one topic with keywords.");
+    await requireReachable(settings);
+    const saved = await saveSettings(settings);
+    await writeAuth(settings.authHeader, endpoint.origin);
+    return { settings: { ...saved, authHeader: settings.authHeader } };
   },
 };
 
+const handlersFor = { [EXTENSION_PAGE]: pageHandlers, [CONTENT_SCRIPT]: contentHandlers };
+
 chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
-  if (sender.id !== chrome.runtime.id) return false;
-  const handler = handlers[msg?.type];
-  if (!handler) return false;
-  handler(msg, sender).then(
+  const kind = senderKind(sender, chrome.runtime.id, EXTENSION_ORIGIN);
+  const type = typeof msg?.type === "string" ? msg.type : "";
+  const known = Object.hasOwn(pageHandlers, type) || Object.hasOwn(contentHandlers, type);
+  if (!kind || !known) return false;
+  const handlers = handlersFor[kind];
+  if (!Object.hasOwn(handlers, type)) {
+    sendResponse({ ok: false, error: forbidden(`"${type}" is not for a ${kind}`).toJSON() });
+    return false;
+  }
+  handlers[type](msg, sender).then(
     (value) => sendResponse({ ok: true, ...value }),
     (error) => sendResponse({ ok: false, error: errorOf(error) }),
   );
@@ -220,11 +319,14 @@ chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
 
 // A navigation or a closed tab makes the page's results stale.
 chrome.tabs.onUpdated.addListener((tabId, change) => {
+  // (A run's budget stays: only our content script, injected on the user's request, which
+  // starts a new run, can use it, and pages that navigate in place must not lose it.)
   if (change.status === "loading") chrome.storage.session.remove(pageKey(tabId));
 });
 chrome.tabs.onRemoved.addListener((tabId) => {
-  chrome.storage.session.remove([pageKey(tabId), contribKey(tabId)]);
+  chrome.storage.session.remove([pageKey(tabId), contribKey(tabId), runKey(tabId)]);
 });
 
 // For the tests and for debugging from the service worker console.
-globalThis.civicsense = { classifyTexts, analyzePage, analyzeSelection, onContextMenu };
+globalThis.civicsense = { classifyTexts, analyzePage, analyzeSelection, onContextMenu,
+  migrateAuthHeader, readAuth, writeAuth };

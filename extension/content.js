@@ -12,7 +12,10 @@
   const PANEL = "civicsense-panel";
   const CARD = "civicsense-card";
   const OURS = new Set([BADGE, PANEL, CARD].map((t) => t.toUpperCase()));
-  const MAX_POSTS = 2000;
+  const MAX_POSTS = 2000; // lib/trust.js MAX_TEXTS_PER_PAGE: the worker refuses more
+  // lib/trust.js MAX_RAW_TEXT_CHARS: the worker refuses longer texts (it cuts every text to
+  // the "Longest text" setting, at most 20,000 characters, anyway).
+  const MAX_RAW_TEXT_CHARS = 100000;
   const MIN_CHARS = 40;
   const MIN_WORDS = 6;
   const CLASSES = ["negative", "neutral", "positive"];
@@ -321,7 +324,8 @@
       for (let start = 0; start < total; start += batchSize) {
         if (state.cancel) break;
         const batch = items.slice(start, start + batchSize);
-        const answer = await send({ type: "classify", texts: batch.map((b) => b.text) });
+        const answer = await send({ type: "classify",
+          texts: batch.map((b) => b.text.slice(0, MAX_RAW_TEXT_CHARS)) });
         if (!answer?.ok) {
           const error = answer?.error ?? { kind: "internal", message: "No answer from CivicSense" };
           for (const item of items.slice(start)) setBadgeError(item, error.message);

@@ -1,6 +1,7 @@
 // Options: endpoint, protocol, model, Authorization header, limits, topics; test connection.
-import { DEFAULT_TOPICS, DEFAULTS, LIMITS, loadSettings, normalizeSettings, normalizeTopics,
-  saveSettings, validateEndpoint } from "./lib/settings.js";
+// Settings are read and saved through the service worker, which alone holds the header.
+import { authTransportProblem, DEFAULT_TOPICS, DEFAULTS, LIMITS, normalizeSettings,
+  normalizeTopics, validateEndpoint } from "./lib/settings.js";
 import { h } from "./lib/ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -80,15 +81,27 @@ async function checkEndpoint() {
   return v;
 }
 
+/** Why the form's header can't go to the form's endpoint (plain http:// to a remote host). */
+function insecureAuth() {
+  const problem = authTransportProblem({ endpoint: $("endpoint").value,
+    authHeader: $("authHeader").value });
+  $("authHeader").setAttribute("aria-invalid", String(Boolean(problem)));
+  return problem;
+}
+
 async function save(event) {
   event.preventDefault();
   status("save-result", "");
-  const checked = await checkEndpoint();
-  if (!checked.ok) return status("save-result", checked.error, "error");
   const form = readForm();
   if (!form.topics.length) return status("save-result", "Keep at least one topic with keywords.", "error");
-  const saved = await saveSettings(form);
-  fill(saved);
+  // Before asking for the host permission: no point granting an endpoint we won't use.
+  const insecure = validateEndpoint(form.endpoint).ok && insecureAuth();
+  if (insecure) return status("save-result", insecure, "error");
+  const checked = await checkEndpoint();
+  if (!checked.ok) return status("save-result", checked.error, "error");
+  const answer = await chrome.runtime.sendMessage({ type: "save-settings", settings: form });
+  if (!answer?.ok) return status("save-result", answer?.error?.message ?? "Not saved", "error");
+  fill(answer.settings);
   status("save-result", "Saved.", "ok");
 }
 
@@ -96,6 +109,8 @@ async function testConnection() {
   status("test-result", "Testing…");
   $("test").disabled = true;
   try {
+    const insecure = validateEndpoint($("endpoint").value).ok && insecureAuth();
+    if (insecure) return status("test-result", insecure, "error");
     const checked = await checkEndpoint();
     if (!checked.ok) return status("test-result", checked.error, "error");
     const settings = normalizeSettings(readForm());
@@ -110,7 +125,14 @@ async function testConnection() {
 }
 
 async function main() {
-  fill(await loadSettings());
+  const loaded = await chrome.runtime.sendMessage({ type: "get-settings" });
+  fill(loaded?.settings ?? normalizeSettings({}));
+  if (!loaded?.ok) {
+    status("save-result", loaded?.error?.message ?? "Could not read the settings", "error");
+  } else if (loaded.authElsewhere) {
+    status("save-result", `An Authorization header is saved for ${loaded.authElsewhere}, not ` +
+      "for this endpoint: enter it again and save to use it here.", "error");
+  }
   $("form").addEventListener("submit", save);
   $("test").addEventListener("click", testConnection);
   $("add-topic").addEventListener("click", () => {

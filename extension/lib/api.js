@@ -1,10 +1,11 @@
 // Talking to the CivicSense model server (KServe V2 or V1). Pure functions plus fetch: no
 // chrome.* here, so the service worker and the Node unit tests share this module.
-import { CLASSES } from "./settings.js";
+import { authTransportProblem, CLASSES } from "./settings.js";
 
 export const REQUEST_TIMEOUT_MS = 30000;
 
-/** A failure the UI can explain: kind is down | timeout | permission | http | server | protocol. */
+/** A failure the UI can explain: kind is down | timeout | permission | insecure | http | server
+ * | protocol. */
 export class ApiError extends Error {
   constructor(kind, message, status = 0) {
     super(message);
@@ -34,7 +35,11 @@ export function metadataUrl(settings) {
   return settings.protocol === "v1" ? `${base}/v1/models/${name}` : `${base}/v2/models/${name}`;
 }
 
+/** Request headers; refuses (ApiError "insecure") an Authorization header over plain http://
+ * to anything but loopback, so no request carries it there. */
 export function headers(settings, json = true) {
+  const problem = authTransportProblem(settings);
+  if (problem) throw new ApiError("insecure", problem);
   const h = { Accept: "application/json" };
   if (json) h["Content-Type"] = "application/json";
   if (settings.authHeader) h.Authorization = settings.authHeader;
@@ -143,8 +148,10 @@ export async function call(url, init, { fetchImpl = fetch, timeoutMs = REQUEST_T
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   let response;
   try {
+    // No redirects: a redirect could carry the Authorization header to another origin or
+    // to plain http://, past the checks made on the configured endpoint.
     response = await fetchImpl(url, { ...init, signal: controller.signal, credentials: "omit",
-      cache: "no-store" });
+      cache: "no-store", redirect: "manual" });
   } catch (error) {
     const origin = new URL(url).origin;
     if (error?.name === "AbortError") {
@@ -155,6 +162,11 @@ export async function call(url, init, { fetchImpl = fetch, timeoutMs = REQUEST_T
       "Check the endpoint in Options.");
   } finally {
     clearTimeout(timer);
+  }
+  if (response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400)) {
+    throw new ApiError("http", `The server at ${new URL(url).origin} answered with a redirect, ` +
+      "which CivicSense does not follow: set the endpoint to the final address in Options.",
+    response.status);
   }
   if (!response.ok) {
     const message = await errorMessage(response);

@@ -1,4 +1,6 @@
 // Settings: defaults, validation and storage (chrome.storage.local only: nothing syncs).
+// The Authorization header is never kept here: content scripts can read (and write)
+// chrome.storage.local, so the service worker keeps it apart (lib/secrets.js).
 
 export const CLASSES = Object.freeze(["negative", "neutral", "positive"]);
 
@@ -122,15 +124,50 @@ export function normalizeSettings(raw) {
   };
 }
 
+/** The settings without the secret: what may sit in chrome.storage.local. */
+export function publicSettings(settings) {
+  const { authHeader: _secret, ...rest } = normalizeSettings(settings);
+  return rest;
+}
+
+/** The stored settings (no Authorization header: only the service worker can add it). */
 export async function loadSettings() {
   const { settings } = await chrome.storage.local.get("settings");
-  return normalizeSettings(settings);
+  return { ...normalizeSettings(settings), authHeader: "" };
 }
 
 export async function saveSettings(settings) {
-  const clean = normalizeSettings(settings);
+  const clean = publicSettings(settings);
   await chrome.storage.local.set({ settings: clean });
   return clean;
+}
+
+/** 127.0.0.0/8, localhost and [::1], as the URL parser spells them (127.1 → 127.0.0.1). */
+export function isLoopbackHost(hostname) {
+  const host = String(hostname ?? "").toLowerCase();
+  if (host === "localhost" || host === "[::1]") return true;
+  const octets = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
+  return Boolean(octets) && octets[1] === "127" && octets.slice(2).every((o) => Number(o) <= 255);
+}
+
+/**
+ * null if the Authorization header may go to this endpoint, else why not. Over plain http://
+ * anyone on the way (Wi-Fi, proxy, ISP) can read the header, so it goes only over https://,
+ * or over http:// to this computer (loopback), where it never crosses a network.
+ */
+export function authTransportProblem(settings) {
+  if (!String(settings?.authHeader ?? "").trim()) return null;
+  let url;
+  try {
+    url = new URL(String(settings.endpoint));
+  } catch {
+    return "The endpoint is not a valid URL.";
+  }
+  if (url.protocol === "https:") return null;
+  if (url.protocol === "http:" && isLoopbackHost(url.hostname)) return null;
+  return `CivicSense won't send the Authorization header to ${url.origin}: over plain http:// ` +
+    "anyone on the network between you and the server can read it. Use an https:// endpoint, " +
+    "or a server on this computer (127.0.0.1, localhost, [::1]), or clear the header.";
 }
 
 /** The host-permission pattern for the configured endpoint. */

@@ -105,10 +105,12 @@ class Browser:
         return self.worker.evaluate(script, arg)
 
     def reset(self, **settings) -> None:
-        """Fresh storage, then the given settings (the options page's own format)."""
+        """Fresh storage and no saved Authorization header, then the given settings (the
+        options page's own format)."""
         self.sw("""async (settings) => {
             await chrome.storage.local.clear();
             await chrome.storage.session.clear();
+            await civicsense.writeAuth("", null);
             if (settings) await chrome.storage.local.set({settings});
         }""", settings or None)
 
