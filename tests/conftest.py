@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from civicsense.settings import MIRROR_DATA, Settings
-from tests_support import require_mirror_dir
+from tests_support import require_mirror_dir, send_json
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STANCE_DATA = MIRROR_DATA.parent / "tweeteval-stance"
@@ -117,12 +117,7 @@ def kfp_api():
 
     class Handler(BaseHTTPRequestHandler):
         def _send(self, payload: dict) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, payload)
 
         def do_GET(self):  # noqa: N802
             calls.append(("GET", self.path, None))

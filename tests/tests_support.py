@@ -1,6 +1,7 @@
 """Helpers importable from any test module (pytest puts tests/ on sys.path)."""
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -53,6 +54,16 @@ def run_coroutine(coroutine):
 
 
 CIVICSENSE = Path(sys.executable).parent / "civicsense"
+
+
+def send_json(handler, payload: dict, status: int = 200) -> None:
+    """Answer a stand-in server's request (a BaseHTTPRequestHandler) with a JSON body."""
+    body = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def free_port() -> int:

@@ -16,7 +16,6 @@ rollout_app = typer.Typer(help="Canary rollout of the challenger on the Inferenc
                           no_args_is_help=True)
 
 
-
 def serve_command(
     port: int = typer.Option(None, "--port", help="HTTP port [env CIVICSENSE_SERVE_PORT; "
                              "default 8080]. KServe binds 0.0.0.0 (hard-coded)."),

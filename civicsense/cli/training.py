@@ -25,7 +25,6 @@ def _settings(data: str | None, home: Path | None) -> Settings:
     return get_settings(data=data, home=home)
 
 
-
 def run(
     data: str = DataOption,
     home: Path = HomeOption,
@@ -72,7 +71,6 @@ def run(
     typer.echo(f"pipeline took {time.perf_counter() - started:.1f} s")
 
 
-
 def ingest_command(
     data: str = DataOption,
     out: Path = typer.Option(Path("snapshot.parquet"), help="Accepted rows (Parquet)."),
@@ -98,7 +96,6 @@ def compile_command(
     from civicsense.training.runner import COMPILED_PIPELINE, compile_pipeline
 
     typer.echo(f"wrote {compile_pipeline(output or COMPILED_PIPELINE)}")
-
 
 
 def submit_command(

@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests_support import send_json
+
 CLASSES = ("negative", "neutral", "positive")
 # What a remote host looks like to the extension: not loopback by name, so plain http:// to it
 # must never carry the header (nothing resolves it: a request would fail, none is made).
@@ -39,12 +41,7 @@ class _RecordingHandler(BaseHTTPRequestHandler):
                 if self.command == "GET" else
                 {"model_version": "9+recorded", "predictions": [
                     {"label": "neutral", "probabilities": {c: 1 / 3 for c in CLASSES}}]})
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, body)
 
     do_GET = do_POST = _answer
 
