@@ -155,6 +155,11 @@ def run_plan(steps: list[Step], crd_cache: Path, dry_run: bool = False,
     finally:
         for process in background:
             process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     return len(steps)
 
 

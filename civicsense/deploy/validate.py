@@ -36,8 +36,8 @@ def _list_map_keys(validator, keys, instance, schema):
             for key in keys:
                 if key not in item:
                     yield jsonschema.ValidationError(
-                        f"element {index}: associative list with keys {keys} has an element "
-                        f"that omits key field {key!r}", path=[index], validator="listMapKeys")
+                        f"Required value (server-side apply merges by {keys})",
+                        path=[index, key], validator="listMapKeys")
 
 
 Validator = jsonschema.validators.extend(
