@@ -4,7 +4,6 @@ A plan is data; civicsense.deploy.execute prints it (dry run) or runs it."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -148,22 +147,20 @@ def install_platform(cfg: ClusterConfig) -> list[Step]:
     """cert-manager, KServe (Standard mode: no Knative) and Kubeflow Pipelines standalone, as
     their install pages say, at the pinned versions."""
     cert_manager, = v.CERT_MANAGER.urls
-    kserve, kserve_resources = v.KSERVE.urls
+    kserve_crd, kserve = v.KSERVE.urls
     kfp_cluster, kfp_env = v.KFP.urls
-    deploy_mode = json.dumps({"defaultDeploymentMode": "Standard"})
+    helm = ("helm", "--kube-context", cfg.context)
     return [
         Command(f"install cert-manager {v.CERT_MANAGER_VERSION}",
                 cfg.kubectl_argv("apply", "-f", cert_manager)),
         _wait_deployments(cfg, "cert-manager", "300s"),
-        Command(f"install KServe {v.KSERVE_VERSION} (CRDs + controller)",
-                cfg.kubectl_argv("apply", "--server-side", "-f", kserve)),
-        _wait_deployments(cfg, "kserve", "300s"),
-        Command("install KServe's cluster resources (runtimes, storage containers)",
-                cfg.kubectl_argv("apply", "--server-side", "-f", kserve_resources)),
-        Command("KServe: Standard (RawDeployment) mode by default: no Knative needed",
-                cfg.kubectl_argv("-n", "kserve", "patch", "configmap",
-                                 "inferenceservice-config", "--type", "merge", "-p",
-                                 json.dumps({"data": {"deploy": deploy_mode}}))),
+        Command(f"install KServe {v.KSERVE_VERSION}'s CRDs (Helm)", (
+            *helm, "upgrade", "--install", "kserve-crd", kserve_crd, "--version",
+            v.KSERVE_VERSION, "--namespace", "kserve", "--create-namespace", "--wait")),
+        Command(f"install KServe {v.KSERVE_VERSION} in Standard mode: no Knative (Helm)", (
+            *helm, "upgrade", "--install", "kserve", kserve, "--version", v.KSERVE_VERSION,
+            "--namespace", "kserve", "--set", "kserve.controller.deploymentMode=Standard",
+            "--wait", "--timeout", "10m")),
         Command(f"install Kubeflow Pipelines {v.KFP_VERSION} (cluster-scoped resources)",
                 cfg.kubectl_argv("apply", "-k", kfp_cluster)),
         Command("wait for KFP's Application CRD",

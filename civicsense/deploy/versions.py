@@ -44,12 +44,12 @@ class Installer:
 CERT_MANAGER = Installer("cert-manager", CERT_MANAGER_VERSION, (
     "https://github.com/cert-manager/cert-manager/releases/download/"
     f"{CERT_MANAGER_VERSION}/cert-manager.yaml",))
-KSERVE = Installer("kserve", KSERVE_VERSION, (
-    f"https://github.com/kserve/kserve/releases/download/{KSERVE_VERSION}/kserve.yaml",
-    f"https://github.com/kserve/kserve/releases/download/{KSERVE_VERSION}/"
-    "kserve-cluster-resources.yaml"))
-# `kubectl apply -k` of KFP's standalone kustomizations at the release tag.
+# KServe's Helm charts (its install guide's method without a clone): CRDs, then the controller.
+KSERVE = Installer("kserve", KSERVE_VERSION, ("oci://ghcr.io/kserve/charts/kserve-crd",
+                                              "oci://ghcr.io/kserve/charts/kserve"))
+# `kubectl apply -k` of KFP's standalone kustomizations at the release tag (its install page;
+# env/platform-agnostic is the page's fallback when pods crash-loop on a laptop cluster).
 KFP = Installer("kubeflow-pipelines", KFP_VERSION, (
     "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources"
     f"?ref={KFP_VERSION}",
-    f"github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref={KFP_VERSION}"))
+    f"github.com/kubeflow/pipelines/manifests/kustomize/env/dev?ref={KFP_VERSION}"))

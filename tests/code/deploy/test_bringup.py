@@ -51,13 +51,14 @@ def test_up_installs_the_pinned_versions_in_an_order_that_works(tmp_path):
     steps = up_plan(config(tmp_path))
     text = "\n".join(lines(steps))
     for pinned in (versions.KIND_NODE_IMAGE, f"cert-manager/releases/download/"
-                   f"{versions.CERT_MANAGER_VERSION}/", f"kserve/releases/download/"
-                   f"{versions.KSERVE_VERSION}/kserve.yaml", f"?ref={versions.KFP_VERSION}"):
+                   f"{versions.CERT_MANAGER_VERSION}/",
+                   f"oci://ghcr.io/kserve/charts/kserve --version {versions.KSERVE_VERSION}",
+                   f"?ref={versions.KFP_VERSION}"):
         assert pinned in text
     apply = index_of(steps, "apply --server-side --field-manager=civicsense")
     assert isinstance(steps[apply - 1], Render)   # validated right before it is applied
-    assert index_of(steps, "kserve.yaml") < apply        # the CRDs of our KServe objects
-    assert index_of(steps, "env/platform-agnostic") < apply   # the kubeflow namespace
+    assert index_of(steps, "charts/kserve-crd") < apply   # the CRDs of our KServe objects
+    assert index_of(steps, "env/dev") < apply   # the kubeflow namespace our Role lives in
     assert index_of(steps, "kind load docker-image civicsense-serving:0.1.0-abc1234") < apply
     assert index_of(steps, "pipeline create") < index_of(steps, "schedule create")
     assert all(step.argv[:3] == ("kubectl", "--context", "kind-civicsense")
