@@ -77,6 +77,7 @@ class ServeAlias:
     tracking_uri: str
     alias: str
     context: str
+    kubectl: str = "kubectl"
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,8 @@ def e2e_plan(cfg: ClusterConfig) -> list[Step]:
         port_forward(cfg, KFP_NAMESPACE, "ml-pipeline", KFP_PORT, KFP_PORT),
         port_forward(cfg, NAMESPACE, "mlflow", MLFLOW_PORT, MLFLOW_PORT),
         _training_run(cfg, "e2e-champion", 0.0),
-        ServeAlias("serve the registered champion", tracking, "champion", cfg.context),
+        ServeAlias("serve the registered champion", tracking, "champion", cfg.context,
+                   cfg.kubectl),
         ready,
         port_forward(cfg, NAMESPACE, f"{ISVC}-predictor", PREDICTOR_PORT, 80),
         replay,

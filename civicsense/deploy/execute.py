@@ -60,9 +60,9 @@ def describe(step: Step) -> str:
     if isinstance(step, CheckPipeline):
         return "civicsense deploy check (pipelines/civicsense_training.yaml, recurring run)"
     if isinstance(step, ServeAlias):
-        return (f"kubectl --context {step.context} -n {NAMESPACE} patch inferenceservice/{ISVC} "
-                "--type merge -p '{\"spec\":{\"predictor\":{\"model\":{\"storageUri\":"
-                f"<{step.alias}'s storageUri in {step.tracking_uri}>,\"env\":[…version…]}}}}}}'")
+        where = f"<{{}} of @{step.alias} in {step.tracking_uri}>"
+        return command_line(_alias_patch_argv(step, where.format("storageUri"),
+                                              [where.format("version env")]))
     raise TypeError(step)
 
 
@@ -114,7 +114,7 @@ def upload(step: Upload) -> None:
         client.bucket(bucket).blob(blob).upload_from_filename(str(path))
 
 
-def serve_alias(step: ServeAlias, kubectl: str = "kubectl") -> None:
+def serve_alias(step: ServeAlias) -> None:
     from civicsense.serving.rollout import cluster_uri, version_env
     from civicsense.training.registry import find_version, registry_client
 
@@ -123,11 +123,14 @@ def serve_alias(step: ServeAlias, kubectl: str = "kubectl") -> None:
     if version is None:
         raise StepFailed(f"{settings.model_name} has no '{step.alias}' alias in "
                          f"{step.tracking_uri}: did the pipeline run register a model?")
-    patch = {"spec": {"predictor": {"model": {
-        "storageUri": cluster_uri(version, step.alias),
-        "env": version_env(version.number, version.run_id)}}}}
-    _run((kubectl, "--context", step.context, "-n", NAMESPACE, "patch",
-          f"inferenceservice/{ISVC}", "--type", "merge", "-p", json.dumps(patch)))
+    _run(_alias_patch_argv(step, cluster_uri(version, step.alias),
+                           version_env(version.number, version.run_id)))
+
+
+def _alias_patch_argv(step: ServeAlias, storage_uri: str, env: list) -> tuple[str, ...]:
+    patch = {"spec": {"predictor": {"model": {"storageUri": storage_uri, "env": env}}}}
+    return (step.kubectl, "--context", step.context, "-n", NAMESPACE, "patch",
+            f"inferenceservice/{ISVC}", "--type", "merge", "-p", json.dumps(patch))
 
 
 def _run(argv: tuple[str, ...], env: tuple[tuple[str, str], ...] = ()) -> None:
