@@ -111,10 +111,10 @@ def test_a_real_run_writes_the_token_renders_with_it_and_stops_at_the_first_fail
     steps = [SinkToken("token", token),
              Render("render", "local", cfg.workdir / "local.yaml", **IMAGES, token_file=token),
              Command("fails", (sys.executable, "-c", "raise SystemExit(3)")),
-             Command("never", (sys.executable, "-c", "open('ran', 'w')"))]
+             Command("never", (sys.executable, "-c", f"open({str(tmp_path / 'ran')!r}, 'w')"))]
     with pytest.raises(StepFailed, match=r"step 3 \(fails\) failed: exit code 3"):
         run_plan(steps, tmp_path / "crds", echo=lambda _: None)
-    assert not Path("ran").exists()
+    assert not (tmp_path / "ran").exists()
     assert oct(token.stat().st_mode)[-3:] == "600" and len(token.read_text()) == 64
     assert f"token={token.read_text()}" in (cfg.workdir / "local.yaml").read_text()
 
@@ -181,3 +181,40 @@ def test_the_cli_checks_and_renders(tmp_path, monkeypatch):
     assert "token=" + "b" * 40 in (tmp_path / "out.yaml").read_text()
     result = CliRunner().invoke(app, ["deploy", "render", "aws"])
     assert result.exit_code == 2 and "no overlay 'aws'" in result.output
+
+
+def test_serve_alias_patches_the_inference_service_with_the_champions_artifacts(tmp_path,
+                                                                                monkeypatch):
+    """A real SQLite registry; kubectl is a stand-in that records its arguments (no cluster
+    can run here)."""
+    import json
+    import stat
+
+    from mlflow import MlflowClient
+
+    from civicsense.deploy.bringup import ServeAlias
+    from civicsense.deploy.execute import serve_alias
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking, tracking)
+    client.create_registered_model("civicsense-sentiment")
+    uri = "gs://civicsense-mlflow/artifacts/1/models/m-abc/artifacts"
+    client.create_model_version("civicsense-sentiment", uri)
+    client.set_registered_model_alias("civicsense-sentiment", "champion", "1")
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                       f"open({str(tmp_path / 'argv.json')!r}, 'w').write(json.dumps("
+                       "sys.argv[1:]))\n")
+    kubectl.chmod(kubectl.stat().st_mode | stat.S_IEXEC)
+    step = ServeAlias("serve", tracking, "champion", "kind-civicsense", str(kubectl))
+    serve_alias(step)
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv[:7] == ["--context", "kind-civicsense", "-n", "civicsense", "patch",
+                        "inferenceservice/civicsense-sentiment", "--type"]
+    model = json.loads(argv[-1])["spec"]["predictor"]["model"]
+    assert model["storageUri"] == uri
+    assert {"name": "CIVICSENSE_MODEL_VERSION", "value": "1"} in model["env"]
+    with pytest.raises(StepFailed, match="no 'challenger' alias"):
+        serve_alias(ServeAlias("serve", tracking, "challenger", "kind-civicsense",
+                               str(kubectl)))
