@@ -71,6 +71,9 @@ def monitor_command(
         flag = "DRIFT" if column.drifted else "ok"
         typer.echo(f"  {name:<{width}}  {column.score:10.4f}  {flag:<5}  {column.method} "
                    f"(threshold {column.threshold:g})")
+    window = outcome.summary["window"]
+    typer.echo(f"log: {window['lines']} lines, {window['records']} records in the window, "
+               f"{monitor.describe_skipped(window['skipped_lines'])}")
     typer.echo(f"drift_detected: {str(result.drift_detected).lower()}")
     typer.echo(f"drift_share: {result.drift_share:.3f} ({result.drifted_columns}/"
                f"{len(result.columns)} columns; threshold {settings.drift_share})")
