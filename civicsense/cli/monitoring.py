@@ -113,16 +113,30 @@ def replay_command(
     typer.echo(json.dumps(sent))
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
 def sink_command(
     port: int = typer.Option(8090, "--port", help="HTTP port."),
     host: str = typer.Option("0.0.0.0", "--host", help="Bind address."),
+    allow_unauthenticated: bool = typer.Option(
+        False, "--allow-unauthenticated", help="Accept events without CIVICSENSE_SINK_TOKEN "
+        "on a non-loopback address (anyone who reaches the sink can then write the log)."),
 ) -> None:
-    """Receive KServe logger CloudEvents on POST /events into the inference log."""
+    """Receive KServe logger CloudEvents on POST /events into the inference log.
+
+    Events must carry CIVICSENSE_SINK_TOKEN (`?token=` or `Authorization: Bearer`)."""
     import uvicorn
 
     from civicsense.monitoring.sink import create_app
 
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="warning")
+    settings = get_settings()
+    if settings.sink_token is None and host not in LOOPBACK and not allow_unauthenticated:
+        fail(f"no CIVICSENSE_SINK_TOKEN: refusing to accept unauthenticated events on {host} "
+             "(set the token, bind --host 127.0.0.1, or pass --allow-unauthenticated)")
+    # Slow or idle connections are closed: h11 reads headers and bodies with these limits.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                timeout_keep_alive=5, limit_concurrency=256, h11_max_incomplete_event_size=65536)
 
 
 def register(app: typer.Typer) -> None:
