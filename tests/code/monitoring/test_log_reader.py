@@ -4,10 +4,14 @@ by reason, the valid ones are read; a corrupt trigger state starts no run."""
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from civicsense.monitoring.inference_log import (
     RECORD_COLUMNS,
@@ -111,3 +115,28 @@ def test_a_corrupt_trigger_state_starts_no_run(tmp_path, content):
     last = read_decisions(settings)[-1]
     assert last["decision"] == "skipped" and STATE_FILE in last["reason"]
     assert (settings.monitor_dir / STATE_FILE).read_bytes() == content  # left for a human
+
+
+FIELD_VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30) \
+    | st.sampled_from(["2026-01-01T00:00:00+00:00", "2026-13-01T00:00:00Z", "nan", "1e999"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(damage=st.lists(st.binary(max_size=40) | st.dictionaries(
+    st.sampled_from(list(RECORD_COLUMNS)), FIELD_VALUES, max_size=6).map(
+        lambda changes: json.dumps(changes).encode()), max_size=8),
+    overwrite=st.booleans())
+def test_fuzzed_log_lines_are_skipped_never_fatal(damage, overwrite):
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        settings_ = Settings(home=root / "home")
+        records = make_records(TEXTS, ["positive", "negative", "neutral"], PROBS, "1+a")
+        write_records(records, str(root / "log"), settings_, writer="good")
+        lines = [json.dumps(records[0] | json.loads(d)).encode() if overwrite and
+                 d.startswith(b"{") else d for d in damage]
+        (root / "log" / f"date={records[0]['time'][:10]}" / "bad.jsonl").write_bytes(
+            b"\n".join(lines))
+        window = read_window(str(root / "log"), settings_)
+        assert set(TEXTS) <= set(window.frame["text"])
+        # lines outside the window are valid but not in it
+        assert window.lines >= len(window.frame) + sum(window.skipped.values())
