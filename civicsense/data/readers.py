@@ -201,14 +201,25 @@ def read_tweeteval(text_path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     return records, texts + labels
 
 
+def _missing(value: object) -> bool:
+    """None, "", NaN or NaT (Parquet's empty cells)."""
+    if value is None or (isinstance(value, str) and value == ""):
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or array cell is a value, not a missing one
+        return False
+
+
 def _table_record(path: Path, number: int, row: dict) -> RawRecord:
     """One CSV/Parquet row → a record; unconvertible values set its problem."""
-    given_id = row.get("post_id")
-    post_id = str(given_id) if given_id not in (None, "") else f"{path.stem}-{number}"
+    given_id, text, label = row.get("post_id"), row.get("text"), row.get("label")
+    post_id = f"{path.stem}-{number}" if _missing(given_id) else str(given_id)
     record = RawRecord(path.name, number, str(row), post_id=post_id,
-                       label=str(row.get("label")).strip().lower(), text=str(row.get("text")))
+                       label="" if _missing(label) else str(label).strip().lower(),
+                       text="" if _missing(text) else str(text))
     created = row.get("created_at")
-    if created not in (None, ""):
+    if not _missing(created):
         try:
             record.created_at = pd.Timestamp(created)
             if record.created_at.tzinfo is None:

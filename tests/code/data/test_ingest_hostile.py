@@ -125,3 +125,13 @@ def test_cli_ingests_hostile_data_without_a_traceback(tmp_path):
     quarantined = pd.read_parquet(tmp_path / "q.parquet")
     assert sorted(quarantined["reason"]) == ["bad_post_id", "bad_post_id", "invalid_utf8"]
     assert len(pd.read_parquet(tmp_path / "s.parquet")) == 2
+
+
+def test_parquet_empty_cells_are_missing_values_not_text(tmp_path):
+    frame = pd.DataFrame({"post_id": ["p1", None, "\u00b2"], "text": ["fine", None, "x"],
+                          "label": ["positive", "negative", "neutral"],
+                          "created_at": pd.to_datetime(["2024-05-01", None, None], utc=True)})
+    frame.to_parquet(tmp_path / "posts.parquet")
+    result = ingest(tmp_path / "posts.parquet", progress=False)
+    assert reasons(result) == {"bad_post_id": 1, "empty_text": 1} and accounted(result)
+    assert result.accepted["created_at"].tolist() == [pd.Timestamp("2024-05-01", tz="UTC")]
