@@ -1,5 +1,5 @@
 """CLI verbs for monitoring (`civicsense monitor`, `schedule create`, `replay`, `sink`): thin
-shells over civicsense.monitoring.drift, civicsense.monitoring.trigger, civicsense.log_sink.
+shells over civicsense.monitoring.drift, civicsense.monitoring.trigger, civicsense.monitoring.sink.
 
 `civicsense monitor` exit codes: 0 = no drift, 1 = drift detected (whether or not a run was
 triggered: the decision is printed and logged), 2 = could not run (no champion, no reference,
