@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     sink_pending_bytes: int = Field(default=64 << 20, ge=1, description="Memory budget of "
                                     "unmatched request/response halves; the oldest are "
                                     "dropped (and counted) beyond it.")
+    sink_body_timeout: float = Field(default=30.0, gt=0, description="Seconds the sink waits "
+                                     "for a whole event body (408 after: slow uploads).")
 
     @cached_property
     def home_dir(self) -> Path:

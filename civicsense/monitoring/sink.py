@@ -11,7 +11,8 @@ headers (`ce-id`, `ce-type` = org.kubeflow.serving.inference.request|response, `
 Trust and cost (issue 12): with `CIVICSENSE_SINK_TOKEN` set, an event must carry the token —
 `?token=…` in the logger URL (KServe's `logger.url` is a plain URL and the logger sends no
 headers of its own) or `Authorization: Bearer …` — else 401, counted, never written. A body
-over `sink_body_limit` is a 413 (read no further); unmatched halves are held within
+over `sink_body_limit` is a 413 (read no further), one not received within
+`sink_body_timeout` a 408; unmatched halves are held within
 `sink_pending_bytes`, the oldest dropped and counted beyond it. Every unusable event is a 202
 with `{"accepted": false, "error": …}` so the logger does not retry garbage.
 
@@ -21,6 +22,7 @@ may land on different replicas and be counted as `unpaired`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import logging
@@ -236,7 +238,7 @@ def create_app(settings: Settings, writer: InferenceLogger | None = None):
     token = settings.sink_token.get_secret_value() if settings.sink_token else None
     limit = settings.sink_body_limit
     counts = {"events": 0, "pairs": 0, "records": 0, "bad": 0, "unauthorized": 0,
-              "too_large": 0}
+              "too_large": 0, "slow": 0}
     app.state.writer, app.state.pairing, app.state.counts = writer, pairing, counts
 
     def unusable(reason: str) -> JSONResponse:
@@ -255,7 +257,13 @@ def create_app(settings: Settings, writer: InferenceLogger | None = None):
             return JSONResponse({"error": "missing or wrong sink token"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         try:
-            raw = await read_body(request, limit)
+            async with asyncio.timeout(settings.sink_body_timeout):
+                raw = await read_body(request, limit)
+        except TimeoutError:
+            counts["slow"] += 1
+            return JSONResponse({"error": f"body not received within "
+                                 f"{settings.sink_body_timeout:g} s"}, status_code=408,
+                                headers={"Connection": "close"})
         except TooLarge as error:
             counts["too_large"] += 1
             return JSONResponse({"error": str(error)}, status_code=413,

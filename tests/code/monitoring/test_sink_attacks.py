@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -41,7 +42,8 @@ def sink(tmp_path_factory):
     env = {**os.environ, "CIVICSENSE_HOME": str(home / "home"),
            "CIVICSENSE_INFERENCE_LOG_URI": str(home / "log"), "CIVICSENSE_SINK_TOKEN": TOKEN,
            "CIVICSENSE_SINK_MAX_BODY_BYTES": str(BODY_LIMIT),
-           "CIVICSENSE_SINK_PENDING_BYTES": str(PENDING_BUDGET)}
+           "CIVICSENSE_SINK_PENDING_BYTES": str(PENDING_BUDGET),
+           "CIVICSENSE_SINK_BODY_TIMEOUT": "2"}
     with (home / "sink.log").open("w") as out:
         process = subprocess.Popen([str(CIVICSENSE), "sink", "--host", "127.0.0.1", "--port",
                                     str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -156,6 +158,28 @@ def test_unmatched_halves_stay_within_the_budget_oldest_dropped(sink):
     assert after["pending_bytes"] <= PENDING_BUDGET
     assert after["unpaired"] - before["unpaired"] >= 12
     assert process.memory_info().rss < 400 << 20
+
+
+def test_a_stalled_upload_is_408_and_the_connection_closed(sink):
+    url, _, _ = sink
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(f"POST /events?token={TOKEN} HTTP/1.1\r\nHost: x\r\n"
+                           "Content-Length: 1000\r\nce-id: slow\r\n\r\n{".encode())
+        started = time.monotonic()
+        answer = connection.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408") and time.monotonic() - started < 8
+    STATUSES[408] += 1
+    assert stats(url)["slow"] >= 1
+
+
+def test_no_token_no_listening_beyond_loopback(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CIVICSENSE_SINK_TOKEN"}
+    done = subprocess.run([str(CIVICSENSE), "sink", "--host", "0.0.0.0", "--port",
+                           str(free_port())], env=env | {"CIVICSENSE_HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no CIVICSENSE_SINK_TOKEN" in done.stderr and len(done.stderr.splitlines()) == 1
 
 
 def structured(**event) -> tuple[bytes, dict]:
