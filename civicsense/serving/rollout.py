@@ -82,9 +82,15 @@ class _Run:
         self.settings, self.log = settings, log
         self.cluster = cluster or KubectlCluster(settings.k8s_context,
                                                  timeout=settings.kubectl_timeout)
-        self.client = client or registry_client(settings)
+        self._client = client
         self.journal = Journal.under(settings.home_dir)
         self.name, self.namespace = settings.model_name, settings.k8s_namespace
+
+    def client(self) -> MlflowClient:
+        """The registry client, opened on first use (opening already reads the registry)."""
+        if self._client is None:
+            self._client = registry_client(self.settings)
+        return self._client
 
     def live(self) -> tuple[dict, dict[str, Version | None]]:
         """The InferenceService and the aliases, refusing while an intent is unfinished."""

@@ -31,6 +31,9 @@ from civicsense.training.registry import (
 )
 
 Log = Callable[[str], None]
+# Opening a client already reads the registry (a SQLite store checks its tables): opened late,
+# inside the step that needs it, so an outage is reported as one, with the intent kept.
+OpenClient = Callable[[], MlflowClient]
 LIVE_MODES = {"serverless": SERVERLESS, "standard": STANDARD, "rawdeployment": STANDARD}
 
 
@@ -38,9 +41,10 @@ class RegistryUnavailable(RolloutError):
     """The MLflow registry could not be read or written."""
 
 
-def registry_versions(client: MlflowClient, name: str) -> dict[str, Version | None]:
+def registry_versions(open_client: OpenClient, name: str) -> dict[str, Version | None]:
     """Each project alias's version (None: unset); any registry failure is RegistryUnavailable."""
     try:
+        client = open_client()
         return {alias: find_version(client, name, alias) for alias in ALIASES}
     except Exception as error:  # noqa: BLE001 - SQL, HTTP and MLflow errors alike
         raise RegistryUnavailable(f"the MLflow registry is unreachable ({error})") from None
@@ -132,7 +136,7 @@ def pending_intent(isvc: dict, journal: Journal, name: str, namespace: str) -> I
     return max(candidates, key=lambda i: i.at) if candidates else None
 
 
-def status(cluster: Cluster, client: MlflowClient, journal: Journal, name: str,
+def status(cluster: Cluster, open_client: OpenClient, journal: Journal, name: str,
            namespace: str) -> dict:
     """The live split, the aliases, any unfinished intent, and whether they all agree."""
     isvc = cluster.get(name, namespace)
@@ -140,7 +144,7 @@ def status(cluster: Cluster, client: MlflowClient, journal: Journal, name: str,
     intent = pending_intent(isvc, journal, name, namespace)
     problems = []
     try:
-        known = registry_versions(client, name)
+        known = registry_versions(open_client, name)
     except RegistryUnavailable as error:
         known, problems = {}, [str(error)]
     aliases = {alias: (v.number if v else None) for alias, v in known.items()} or None
@@ -181,7 +185,7 @@ def _patch_until_applied(cluster: Cluster, intent: Intent, patch: dict, what: st
                          "API server answers")
 
 
-def finish(intent: Intent, cluster: Cluster, client: MlflowClient, journal: Journal,
+def finish(intent: Intent, cluster: Cluster, open_client: OpenClient, journal: Journal,
            log: Log = lambda _: None) -> dict:
     """Bring the cluster and then the aliases to the intent's target (each step skipped when
     already there), then close the intent. Safe to repeat at any point."""
@@ -189,6 +193,7 @@ def finish(intent: Intent, cluster: Cluster, client: MlflowClient, journal: Jour
     _patch_until_applied(cluster, intent, intent.patch, f"{intent.action} patch", log)
     log(f"cluster: {intent.summary} is applied")
     try:
+        client = open_client()
         apply_aliases(client, intent.name, intent.aliases)
         now = alias_snapshot(client, intent.name)
     except Exception as error:  # noqa: BLE001 - SQL, HTTP and MLflow errors alike
@@ -211,7 +216,7 @@ def finish(intent: Intent, cluster: Cluster, client: MlflowClient, journal: Jour
             "summary": intent.summary, "alias_moves": intent.aliases, "completed": True}
 
 
-def reconcile(cluster: Cluster, client: MlflowClient, journal: Journal, name: str,
+def reconcile(cluster: Cluster, open_client: OpenClient, journal: Journal, name: str,
               namespace: str, log: Log = lambda _: None) -> dict:
     """Finish the unfinished intent, if any; otherwise check that cluster and aliases agree
     (a disagreement nobody recorded is not guessed at: it is an error that says what differs)."""
@@ -221,7 +226,7 @@ def reconcile(cluster: Cluster, client: MlflowClient, journal: Journal, name: st
         stale = annotated_intent(isvc)
         if stale is not None:
             cluster.patch(name, namespace, annotation_patch(None))
-        now = status(cluster, client, journal, name, namespace)
+        now = status(cluster, open_client, journal, name, namespace)
         if not now["agree"]:
             raise RolloutError("no unfinished rollout is recorded, yet: "
                                + "; ".join(now["problems"])
@@ -229,4 +234,4 @@ def reconcile(cluster: Cluster, client: MlflowClient, journal: Journal, name: st
         return {"intent": None, "completed": True, "summary": "nothing to reconcile: traffic "
                 "and aliases agree"}
     log(f"finishing {intent.action} ({intent.summary}; intent {intent.id} of {intent.at})")
-    return finish(intent, cluster, client, journal, log)
+    return finish(intent, cluster, open_client, journal, log)
