@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from test_rollout_kubectl import URI, make_registry, make_standin, serving_isvc
+from typer.testing import CliRunner
 
+from civicsense.cli.app import app
 from civicsense.serving.rollout import (
     INTENT_ANNOTATION,
     KubectlCluster,
@@ -42,9 +44,15 @@ def canary_running(tmp_path, monkeypatch):
 
 
 def rollout(*args: str) -> subprocess.CompletedProcess:
-    """`civicsense rollout …` in its own process (PATH, home and timeout from the fixture)."""
+    """`civicsense rollout …` in its own process (PATH, home and timeout from the fixture): the
+    interrupted verb, so signals and timeouts hit a real process."""
     return subprocess.run([str(CIVICSENSE), "rollout", *args], capture_output=True, text=True,
                           env=dict(os.environ), timeout=180, check=False)
+
+
+def then(*args: str):
+    """The follow-up commands (status, reconcile…), in this process: the same CLI, faster."""
+    return CliRunner().invoke(app, ["rollout", *args])
 
 
 def promoted_on_the_cluster(isvc: dict) -> bool:
@@ -53,18 +61,18 @@ def promoted_on_the_cluster(isvc: dict) -> bool:
 
 
 def assert_reconciled(client, standin) -> None:
-    shown = rollout("status")
-    assert shown.returncode == 1 and "unfinished promote" in shown.stdout, shown.stdout
-    fixed = rollout("reconcile")
-    assert fixed.returncode == 0, fixed.stderr
+    shown = then("status")
+    assert shown.exit_code == 1 and "unfinished promote" in shown.stdout, shown.output
+    fixed = then("reconcile")
+    assert fixed.exit_code == 0, fixed.output
     assert json.loads(fixed.stdout)["completed"]
     assert alias_snapshot(client, NAME) == PROMOTED
     assert promoted_on_the_cluster(standin.isvc())
     assert INTENT_ANNOTATION not in standin.isvc()["metadata"]["annotations"]
-    shown = rollout("status")
-    assert shown.returncode == 0 and "agree: yes" in shown.stdout, shown.stdout
+    shown = then("status")
+    assert shown.exit_code == 0 and "agree: yes" in shown.stdout, shown.output
     # Once more is a no-op that still checks agreement.
-    assert rollout("reconcile").returncode == 0
+    assert then("reconcile").exit_code == 0
 
 
 @pytest.mark.parametrize("signal_name, exit_code", [("SIGINT", 130), ("SIGTERM", 143)])
@@ -83,8 +91,8 @@ def test_a_signal_between_the_cluster_patch_and_the_alias_moves(canary_running, 
     annotation = json.loads(standin.isvc()["metadata"]["annotations"][INTENT_ANNOTATION])
     assert annotation["action"] == "promote" and annotation["aliases"] == PROMOTED
     assert Journal.under(settings.home_dir).pending(NAME, "civicsense").id == annotation["id"]
-    blocked = rollout("canary")
-    assert blocked.returncode == 1 and "unfinished promote" in blocked.stderr
+    blocked = then("canary")
+    assert blocked.exit_code == 1 and "unfinished promote" in blocked.stderr
     assert_reconciled(client, standin)
 
 
@@ -109,10 +117,10 @@ def test_a_registry_outage_mid_move_is_finished_not_reverted(canary_running):
     assert "moving the aliases" in failed.stderr and "rollout reconcile" in failed.stderr
     # Traffic stays promoted (no revert to the canary's 10% behind the aliases' back).
     assert promoted_on_the_cluster(standin.isvc())
-    down = rollout("status")
-    assert down.returncode == 1 and "registry is unreachable" in down.stdout, down.stdout
-    still_down = rollout("reconcile")
-    assert still_down.returncode == 1 and "intent" in still_down.stderr
+    down = then("status")
+    assert down.exit_code == 1 and "registry is unreachable" in down.stdout, down.output
+    still_down = then("reconcile")
+    assert still_down.exit_code == 1 and "intent" in still_down.stderr
     restore(db, backup)
     assert alias_snapshot(client, NAME) == BEFORE
     assert_reconciled(client, standin)
@@ -143,7 +151,7 @@ def test_a_kubectl_timeout_after_the_server_applied_it_is_unknown_then_reconcile
     assert "patch failed" not in done.stderr + done.stdout
     assert alias_snapshot(client, NAME) == PROMOTED
     assert promoted_on_the_cluster(standin.isvc())
-    assert rollout("status").returncode == 0
+    assert then("status").exit_code == 0
 
 
 def test_kubectl_timeouts_before_the_server_applied_it_keep_the_intent(canary_running):
