@@ -155,11 +155,10 @@ def canary_patch_for(isvc: dict, mode: str, storage_uri: str, version: str, run_
     if mode == SERVERLESS:
         return canary_patch(storage_uri, version, run_id, percent)
     predictor = predictor_of(isvc)
-    if predictor.get("name") == canary_name(version):
-        raise RolloutError(f"version {version} already is the main predictor "
-                           f"({canary_name(version)})")
     canary = standard_canary_predictor(predictor, predictor.get("model") or {}, storage_uri,
                                        version, run_id)
+    if canary["name"] == predictor.get("name"):  # main renamed by an earlier promotion, then
+        canary["name"] += "-canary"              # rolled back to another version: names differ
     return {"spec": {"canary": [{"trafficPercent": check_percent(percent),
                                  "predictor": canary}]}}
 

@@ -294,3 +294,15 @@ def test_serve_without_a_registered_model_fails_clearly(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "cannot load models:/civicsense-sentiment@champion" in result.output
 
+
+
+def test_a_version_rolled_back_from_can_be_canaried_again(crd_validator):
+    """After promote 2 then rollback to 1, the main predictor is still named v2: the next
+    canary of version 2 needs another name (two predictors of one name are one Deployment)."""
+    promoted = patched_inference_service(serving_isvc("standard"), "promote", "standard")
+    back = patched_inference_service(promoted, "rollback", "standard", previous_uri=URI["1"],
+                                     previous_version="1")
+    again = patched_inference_service(back, "canary", "standard", storage_uri=URI["2"])
+    assert again["spec"]["predictor"]["name"] == "v2"
+    assert again["spec"]["canary"][0]["predictor"]["name"] == "v2-canary"
+    assert errors(crd_validator, again) == []
