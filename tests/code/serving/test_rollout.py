@@ -306,3 +306,17 @@ def test_a_version_rolled_back_from_can_be_canaried_again(crd_validator):
     assert again["spec"]["predictor"]["name"] == "v2"
     assert again["spec"]["canary"][0]["predictor"]["name"] == "v2-canary"
     assert errors(crd_validator, again) == []
+
+
+def test_the_journal_survives_a_torn_last_line(tmp_path):
+    from civicsense.serving.rollout_intent import Intent
+
+    journal = Journal.under(tmp_path)
+    first = Intent("canary", "standard", NAME, "civicsense", {"spec": {}}, {}, "version 2 at 10%")
+    journal.begin(first)
+    with journal.path.open("a") as out:
+        out.write('{"event": "done", "id": "' + first.id[:4])  # killed mid-write
+    assert journal.pending(NAME, "civicsense") == first
+    journal.finish(first.id)
+    assert journal.pending(NAME, "civicsense") is None and journal.finished(first.id)
+    assert journal.pending("another-model", "civicsense") is None
