@@ -77,8 +77,14 @@ class Journal:
 
     def _append(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record, sort_keys=True) + "\n")
+        with self.path.open("a+b") as out:
+            # A line torn by a crash mid-write must not swallow this record: end it first.
+            torn = False
+            if out.seek(0, os.SEEK_END) > 0:
+                out.seek(-1, os.SEEK_END)
+                torn = out.read(1) != b"\n"
+            out.write((b"\n" if torn else b"") + json.dumps(record, sort_keys=True).encode()
+                      + b"\n")
             out.flush()
             os.fsync(out.fileno())
 

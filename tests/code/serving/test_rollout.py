@@ -320,3 +320,4 @@ def test_the_journal_survives_a_torn_last_line(tmp_path):
     journal.finish(first.id)
     assert journal.pending(NAME, "civicsense") is None and journal.finished(first.id)
     assert journal.pending("another-model", "civicsense") is None
+    assert journal.path.read_text().count("\n\n") == 0  # only the torn line was ended
