@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     )
     k8s_namespace: str = Field(default="civicsense", description="InferenceService namespace.")
     k8s_context: str | None = Field(default=None, description="kubectl context (None: current).")
+    kubectl_timeout: float = Field(default=60.0, gt=0, description="Seconds a kubectl call may "
+                                   "take (past it the outcome is unknown: reconciled).")
     # Monitoring (issue 4): payload log, drift job, retraining trigger. See docs/monitoring.md.
     log_predictions: bool = Field(default=True, description="The model server appends every "
                                   "prediction to the inference log (off on the cluster, where "

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from civicsense.cli import deploy, monitoring, serving, training
+from civicsense.cli import deploy, monitoring, rollout, serving, training
 
 
 def build_app() -> typer.Typer:
@@ -17,6 +17,7 @@ def build_app() -> typer.Typer:
                       pretty_exceptions_enable=False)
     training.register(app)
     serving.register(app)
+    rollout.register(app)
     monitoring.register(app)
     deploy.register(app)
     return app

@@ -4,7 +4,6 @@ forms: canary, promote, rollback), the compiled pipeline and the recurring run."
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +14,7 @@ from civicsense.deploy.kfp_specs import KfpSpecError, check_recurring_run, parse
 from civicsense.deploy.policy import workload_problems
 from civicsense.deploy.render import MANIFESTS, overlay_names, render
 from civicsense.deploy.validate import InvalidObject, object_name, validate_object
-from civicsense.serving import rollout
-from civicsense.serving.manifests import merge_patch
+from civicsense.serving.rollout import patched_inference_service
 from civicsense.settings import PROJECT_ROOT
 
 COMPILED_PIPELINE = PROJECT_ROOT / "pipelines" / "civicsense_training.yaml"
@@ -26,34 +24,8 @@ EXAMPLES = MANIFESTS / "examples"
 CHECK_TOKEN = "check-manifests-stand-in-token-000000000000"
 MODES = ("standard", "serverless")
 ACTIONS = ("canary", "promote", "rollback")
-MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-CHALLENGER_URI = "gs://civicsense-mlflow/artifacts/1/models/m-CHALLENGER/artifacts"
 
 
-def todays_patched_inference_service(base: dict, action: str, mode: str,
-                                     storage_uri: str = CHALLENGER_URI, version: str = "2",
-                                     run_id: str = "RUN_ID_OF_THE_CHALLENGER",
-                                     percent: int = 10) -> dict:
-    """What today's civicsense.serving.rollout patches make of `base`: promote and rollback
-    start from the canary. (Same signature as the rollout's patched_inference_service.)"""
-    base = copy.deepcopy(base)
-    base.setdefault("metadata", {}).setdefault("annotations", {})[MODE_ANNOTATION] = (
-        "Standard" if mode == "standard" else "Serverless")
-    if mode == "standard":
-        canary = merge_patch(base, rollout.standard_canary_patch(
-            base["spec"]["predictor"]["model"], storage_uri, version, run_id, percent))
-        after = {"promote": lambda: rollout.standard_promote_patch(
-                     canary["spec"]["canary"][0]["predictor"]),
-                 "rollback": rollout.standard_rollback_patch}
-    else:
-        canary = merge_patch(base, rollout.canary_patch(storage_uri, version, run_id, percent))
-        after = {"promote": rollout.promote_patch, "rollback": rollout.rollback_patch}
-    return canary if action == "canary" else merge_patch(canary, after[action]())
-
-
-# The one line to switch when the rollout CLI's own function lands on main:
-#   from civicsense.serving.rollout import patched_inference_service as patched_inference_service
-patched_inference_service = todays_patched_inference_service
 
 
 @dataclass

@@ -1,138 +1,69 @@
 """Canary rollout of the registered model on the KServe InferenceService, with the MLflow aliases
-moved in step: promotion and alias never disagree.
+moved in step: canary, promote and rollback, in Standard (`spec.canary`) or Serverless
+(`canaryTrafficPercent`) mode.
 
-Plain functions build the JSON merge patches; `canary`, `promote` and `rollback` apply them
-through an injectable `Cluster` (kubectl by default) and move aliases through an MlflowClient.
-Serverless (Knative) mode uses `spec.predictor.canaryTrafficPercent`; the `spec.canary` form of
-KServe >= 0.20 Standard mode is built by the `standard_*` functions (see kserve/README.md).
+Each verb checks the live object and the registry, writes its intent (journal + annotation)
+before changing anything, then finishes it with the same idempotent code `reconcile` runs: the
+cluster patch first, the alias moves second. An interruption anywhere leaves an intent that
+`civicsense rollout reconcile` (or the next verb) completes. Patches: rollout_patches.py.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-from dataclasses import dataclass
-from typing import Protocol
-
 from mlflow import MlflowClient
 
-from civicsense.settings import Settings
-from civicsense.training.registry import (
-    CHALLENGER,
-    CHAMPION,
-    PREVIOUS,
-    Version,
-    alias_snapshot,
-    alias_version,
-    apply_aliases,
-    find_version,
-    registry_client,
+from civicsense.serving.rollout_cluster import (
+    RESOURCE,
+    Cluster,
+    ClusterTimeout,
+    KubectlCluster,
+    kubectl_command,
 )
+from civicsense.serving.rollout_intent import INTENT_ANNOTATION, Intent, Journal
+from civicsense.serving.rollout_patches import (
+    MODE_ANNOTATION,
+    MODES,
+    SERVERLESS,
+    RolloutError,
+    abort_patch_for,
+    canaries_of,
+    canary_in_progress,
+    canary_patch,
+    canary_patch_for,
+    patched_inference_service,
+    predictor_of,
+    promote_patch,
+    promote_patch_for,
+    restore_patch_for,
+    rollback_patch,
+    standard_canary_patch,
+    standard_promote_patch,
+    standard_rollback_patch,
+    version_env,
+)
+from civicsense.serving.rollout_reconcile import (
+    Log,
+    RegistryUnavailable,
+    finish,
+    live_mode,
+    pending_intent,
+    reconcile,
+    registry_versions,
+    served_version,
+    status,
+)
+from civicsense.settings import Settings
+from civicsense.training.registry import CHALLENGER, CHAMPION, PREVIOUS, Version, registry_client
 
-RESOURCE = "inferenceservice.serving.kserve.io"
-VERSION_ENV, RUN_ENV = "CIVICSENSE_MODEL_VERSION", "CIVICSENSE_MODEL_RUN_ID"
+__all__ = [
+    "INTENT_ANNOTATION", "RESOURCE", "Cluster", "ClusterTimeout", "KubectlCluster",
+    "RegistryUnavailable", "RolloutError", "canary", "canary_patch", "patched_inference_service",
+    "promote", "promote_patch", "reconcile_rollout", "rollback", "rollback_patch",
+    "rollout_status", "standard_canary_patch", "standard_promote_patch",
+    "standard_rollback_patch", "version_env",
+]
 # Schemes KServe's storage initializer can fetch; a file:// URI means a laptop registry.
 CLUSTER_SCHEMES = ("gs://", "s3://", "pvc://", "https://", "hf://", "oci://")
-
-
-class RolloutError(RuntimeError):
-    """A rollout step that could not be done; the message says what state things are in."""
-
-
-# ---------------------------------------------------------------- patches (pure)
-
-
-def version_env(version: str, run_id: str) -> list[dict[str, str]]:
-    """Env the runtime reads to report which registered version a directory model is."""
-    return [{"name": VERSION_ENV, "value": str(version)}, {"name": RUN_ENV, "value": run_id}]
-
-
-def canary_patch(storage_uri: str, version: str, run_id: str, percent: int) -> dict:
-    """Serverless: a new predictor revision on `storage_uri` taking `percent` of traffic."""
-    if not 0 < percent < 100:
-        raise RolloutError(f"--percent must be between 1 and 99, not {percent}")
-    return {"spec": {"predictor": {"canaryTrafficPercent": percent, "model": {
-        "storageUri": storage_uri, "env": version_env(version, run_id)}}}}
-
-
-def promote_patch() -> dict:
-    """Serverless: drop canaryTrafficPercent, so the latest revision takes all traffic."""
-    return {"spec": {"predictor": {"canaryTrafficPercent": None}}}
-
-
-def rollback_patch() -> dict:
-    """Serverless: 0% to the latest revision, all traffic back to the previous rolled-out one."""
-    return {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
-
-
-def restore_percent_patch(percent: int | None) -> dict:
-    """The inverse of promote/rollback: canaryTrafficPercent back to what it was."""
-    return {"spec": {"predictor": {"canaryTrafficPercent": percent}}}
-
-
-def standard_canary_patch(model_spec: dict, storage_uri: str, version: str, run_id: str,
-                          percent: int, name: str = CHALLENGER) -> dict:
-    """Standard mode (KServe >= 0.20): a named canary predictor beside the main one. The
-    canary's model spec is the main one's with the challenger's storageUri and env."""
-    model = {**model_spec, "storageUri": storage_uri, "env": version_env(version, run_id)}
-    return {"spec": {"canary": [{"trafficPercent": percent,
-                                 "predictor": {"name": name, "model": model}}]}}
-
-
-def standard_promote_patch(canary_predictor: dict) -> dict:
-    """Standard mode: the canary becomes the main predictor (same name: no restart)."""
-    return {"spec": {"predictor": canary_predictor, "canary": None}}
-
-
-def standard_rollback_patch() -> dict:
-    """Standard mode: remove the canary; the main predictor keeps all traffic."""
-    return {"spec": {"canary": None}}
-
-
-def kubectl_command(name: str, namespace: str, patch: dict, context: str | None = None) -> str:
-    """The same patch as one kubectl command line, for operators and for --dry-run."""
-    ctx = f" --context {context}" if context else ""
-    return (f"kubectl{ctx} -n {namespace} patch {RESOURCE} {name} --type merge "
-            f"-p '{json.dumps(patch, separators=(',', ':'))}'")
-
-
-# ---------------------------------------------------------------- the cluster (injectable)
-
-
-class Cluster(Protocol):
-    def get(self, name: str, namespace: str) -> dict: ...
-
-    def patch(self, name: str, namespace: str, patch: dict) -> dict: ...
-
-
-@dataclass
-class KubectlCluster:
-    """The InferenceService through kubectl (whatever kubeconfig and context it uses)."""
-
-    context: str | None = None
-    kubectl: str = "kubectl"
-    timeout: float = 60.0
-
-    def _run(self, *args: str) -> dict:
-        command = [self.kubectl, *(["--context", self.context] if self.context else []), *args]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout,
-                                  check=False)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise RolloutError(f"could not run {' '.join(command[:4])} …: {error}") from None
-        if done.returncode != 0:
-            raise RolloutError(f"kubectl failed ({done.returncode}): {done.stderr.strip()}")
-        return json.loads(done.stdout or "{}")
-
-    def get(self, name: str, namespace: str) -> dict:
-        return self._run("-n", namespace, "get", RESOURCE, name, "-o", "json")
-
-    def patch(self, name: str, namespace: str, patch: dict) -> dict:
-        return self._run("-n", namespace, "patch", RESOURCE, name, "--type", "merge", "-p",
-                         json.dumps(patch), "-o", "json")
-
-
-# ---------------------------------------------------------------- registry helpers
 
 
 def cluster_uri(version: Version, alias: str) -> str:
@@ -143,100 +74,155 @@ def cluster_uri(version: Version, alias: str) -> str:
     return version.storage_uri
 
 
-# ---------------------------------------------------------------- the three verbs
+class _Run:
+    """What one verb works with: the cluster, the registry, the journal and the names."""
+
+    def __init__(self, settings: Settings, cluster: Cluster | None,
+                 client: MlflowClient | None, log: Log):
+        self.settings, self.log = settings, log
+        self.cluster = cluster or KubectlCluster(settings.k8s_context,
+                                                 timeout=settings.kubectl_timeout)
+        self._client = client
+        self.journal = Journal.under(settings.home_dir)
+        self.name, self.namespace = settings.model_name, settings.k8s_namespace
+
+    def client(self) -> MlflowClient:
+        """The registry client, opened on first use (opening already reads the registry)."""
+        if self._client is None:
+            self._client = registry_client(self.settings)
+        return self._client
+
+    def live(self) -> tuple[dict, dict[str, Version | None]]:
+        """The InferenceService and the aliases, refusing while an intent is unfinished."""
+        isvc = self.cluster.get(self.name, self.namespace)
+        unfinished = pending_intent(isvc, self.journal, self.name, self.namespace)
+        if unfinished is not None:
+            raise RolloutError(f"an unfinished {unfinished.action} ({unfinished.summary}; "
+                               f"intent {unfinished.id}): run `civicsense rollout reconcile` "
+                               "first")
+        return isvc, registry_versions(self.client, self.name)
+
+    def carry_out(self, action: str, mode: str, patch: dict, aliases: dict, summary: str,
+                  dry_run: bool, **extra) -> dict:
+        plan = {"verb": action, "inferenceservice": self.name, "namespace": self.namespace,
+                "mode": mode, "summary": summary, "patch_type": "merge", "patch": patch,
+                "kubectl": kubectl_command(self.name, self.namespace, patch,
+                                           self.settings.k8s_context),
+                "alias_moves": aliases, **extra}
+        if dry_run:
+            return {**plan, "applied": False}
+        intent = Intent(action, mode, self.name, self.namespace, patch, aliases, summary)
+        self.journal.begin(intent)  # before any change: from here on, reconcile can finish it
+        self.log(f"intent {intent.id}: {action} ({summary}) recorded in {self.journal.path}")
+        done = finish(intent, self.cluster, self.client, self.journal, self.log)
+        return {**plan, "intent": done["intent"], "applied": True}
 
 
-def _context(settings: Settings, cluster: Cluster | None, client: MlflowClient | None):
-    return (cluster or KubectlCluster(settings.k8s_context),
-            client or registry_client(settings), settings.model_name, settings.k8s_namespace)
+def _number(version: Version | None) -> str | None:
+    return version.number if version else None
 
 
-def _plan(verb: str, name: str, namespace: str, patch: dict, settings: Settings, **extra) -> dict:
-    return {"verb": verb, "inferenceservice": name, "namespace": namespace,
-            "patch_type": "merge", "patch": patch,
-            "kubectl": kubectl_command(name, namespace, patch, settings.k8s_context), **extra}
+def canary(settings: Settings, percent: int = 10, mode: str = "standard", dry_run: bool = False,
+           cluster: Cluster | None = None, client: MlflowClient | None = None,
+           log: Log = lambda _: None) -> dict:
+    """The challenger beside the champion with `percent` of the traffic, in `mode`'s form."""
+    if mode not in MODES:
+        raise RolloutError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    run = _Run(settings, cluster, client, log)
+    with run.journal.lock():
+        isvc, known = run.live()
+        declared = live_mode(isvc) if _declares_mode(isvc) else None
+        if declared is not None and declared != mode:
+            raise RolloutError(f"--mode {mode}, but the InferenceService runs in {declared} "
+                               f"mode (where the {mode} canary form is ignored): use --mode "
+                               f"{declared}")
+        challenger, champion = known[CHALLENGER], known[CHAMPION]
+        if challenger is None:
+            raise RolloutError(f"{run.name} has no '{CHALLENGER}' alias: nothing to roll out")
+        if champion is not None and champion.number == challenger.number:
+            raise RolloutError(f"the challenger (version {challenger.number}) is already "
+                               "champion")
+        patch = canary_patch_for(isvc, mode, cluster_uri(challenger, CHALLENGER),
+                                 challenger.number, challenger.run_id, percent)
+        return run.carry_out("canary", mode, patch, {}, f"version {challenger.number} at "
+                             f"{percent}%", dry_run, challenger=challenger.number,
+                             champion=_number(champion))
 
 
-def predictor_state(isvc: dict) -> tuple[str | None, int | None]:
-    """(storageUri, canaryTrafficPercent) of the InferenceService's predictor."""
-    predictor = (isvc.get("spec") or {}).get("predictor") or {}
-    return (predictor.get("model") or {}).get("storageUri"), predictor.get("canaryTrafficPercent")
+def _declares_mode(isvc: dict) -> bool:
+    return bool((isvc.get("status") or {}).get("deploymentMode")
+                or ((isvc.get("metadata") or {}).get("annotations") or {}).get(MODE_ANNOTATION))
 
 
-def canary(settings: Settings, percent: int = 10, dry_run: bool = False,
-           cluster: Cluster | None = None, client: MlflowClient | None = None) -> dict:
-    """Point the InferenceService at the challenger's artifacts with `percent` of traffic."""
-    cluster, client, name, namespace = _context(settings, cluster, client)
-    challenger = find_version(client, name, CHALLENGER)
-    if challenger is None:
-        raise RolloutError(f"{name} has no '{CHALLENGER}' alias: nothing to roll out")
-    champion = find_version(client, name, CHAMPION)
-    if champion is not None and champion.number == challenger.number:
-        raise RolloutError(f"the challenger (version {challenger.number}) is already champion")
-    patch = canary_patch(cluster_uri(challenger, CHALLENGER), challenger.number,
-                         challenger.run_id, percent)
-    plan = _plan("canary", name, namespace, patch, settings, challenger=challenger.number,
-                 champion=champion.number if champion else None, alias_moves={})
-    if not dry_run:
-        cluster.patch(name, namespace, patch)
-    return {**plan, "applied": not dry_run}
+def _canary_version(isvc: dict, mode: str, known: dict) -> str | None:
+    if mode == SERVERLESS:
+        return served_version(predictor_of(isvc).get("model") or {}, known)
+    canaries = canaries_of(isvc)
+    return served_version(canaries[0]["predictor"].get("model") or {}, known) if canaries else None
 
 
 def promote(settings: Settings, dry_run: bool = False, cluster: Cluster | None = None,
-            client: MlflowClient | None = None) -> dict:
-    """All traffic to the canary and `champion` to its version (old champion: `previous`).
-    Cluster first; if moving the aliases then fails, the aliases and the patch are undone."""
-    cluster, client, name, namespace = _context(settings, cluster, client)
-    challenger = find_version(client, name, CHALLENGER)
-    if challenger is None:
-        raise RolloutError(f"{name} has no '{CHALLENGER}' alias: nothing to promote")
-    before = alias_snapshot(client, name)
-    moves = {PREVIOUS: before[CHAMPION] or before[PREVIOUS], CHAMPION: challenger.number,
-             CHALLENGER: None}
-    patch = promote_patch()
-    plan = _plan("promote", name, namespace, patch, settings, challenger=challenger.number,
-                 champion=before[CHAMPION], alias_moves=moves)
-    if dry_run:
-        return {**plan, "applied": False}
-    serving_uri, percent = predictor_state(cluster.get(name, namespace))
-    if serving_uri != challenger.storage_uri:
-        raise RolloutError(f"the InferenceService's latest revision serves {serving_uri}, not "
-                           f"the challenger (version {challenger.number}, "
-                           f"{challenger.storage_uri}): run `civicsense rollout canary` first")
-    try:
-        cluster.patch(name, namespace, patch)
-    except Exception as error:
-        raise RolloutError(f"cluster patch failed, aliases not moved: {error}") from error
-    try:
-        apply_aliases(client, name, moves)
-    except Exception as error:
-        problems = []
-        try:
-            apply_aliases(client, name, before)
-        except Exception as undo:  # noqa: BLE001 - reported below, with the original error
-            problems.append(f"restoring aliases {before} also failed: {undo}")
-        try:
-            cluster.patch(name, namespace, restore_percent_patch(percent))
-        except Exception as undo:  # noqa: BLE001
-            problems.append(f"reverting the cluster patch also failed: {undo}")
-        state = "; ".join(problems) or f"cluster patch reverted (canaryTrafficPercent={percent})"
-        raise RolloutError(f"moving aliases failed ({error}); {state}") from error
-    return {**plan, "applied": True}
+            client: MlflowClient | None = None, log: Log = lambda _: None) -> dict:
+    """All traffic to the canary; then `champion` to its version, the old champion
+    `previous`, `challenger` removed."""
+    run = _Run(settings, cluster, client, log)
+    with run.journal.lock():
+        isvc, known = run.live()
+        mode = live_mode(isvc)
+        challenger, champion = known[CHALLENGER], known[CHAMPION]
+        if challenger is None:
+            raise RolloutError(f"{run.name} has no '{CHALLENGER}' alias: nothing to promote")
+        patch = promote_patch_for(isvc, mode)
+        serving = _canary_version(isvc, mode, known)
+        if serving != challenger.number:
+            raise RolloutError(f"the canary serves version {serving}, not the challenger "
+                               f"(version {challenger.number}): run `civicsense rollout "
+                               "canary` first")
+        moves = {PREVIOUS: _number(champion) or _number(known[PREVIOUS]),
+                 CHAMPION: challenger.number, CHALLENGER: None}
+        return run.carry_out("promote", mode, patch, moves, f"version {challenger.number} "
+                             "takes all traffic", dry_run, challenger=challenger.number,
+                             champion=_number(champion))
 
 
 def rollback(settings: Settings, dry_run: bool = False, cluster: Cluster | None = None,
-             client: MlflowClient | None = None) -> dict:
-    """All traffic back to the previous rolled-out revision; no alias moves (champion is what
-    that revision serves)."""
-    cluster, client, name, namespace = _context(settings, cluster, client)
-    patch = rollback_patch()
-    plan = _plan("rollback", name, namespace, patch, settings,
-                 champion=alias_version(client, name, CHAMPION), alias_moves={})
-    if dry_run:
-        return {**plan, "applied": False}
-    _, percent = predictor_state(cluster.get(name, namespace))
-    if percent is None:
-        raise RolloutError("no canary in progress (spec.predictor.canaryTrafficPercent is "
-                           "unset): nothing to roll back")
-    cluster.patch(name, namespace, patch)
-    return {**plan, "applied": True}
+             client: MlflowClient | None = None, log: Log = lambda _: None) -> dict:
+    """During a canary: all traffic back to the champion (no alias moves). After a promotion:
+    the `previous` version back with all traffic, and `champion` to it."""
+    run = _Run(settings, cluster, client, log)
+    with run.journal.lock():
+        isvc, known = run.live()
+        mode = live_mode(isvc)
+        champion, previous = known[CHAMPION], known[PREVIOUS]
+        if canary_in_progress(isvc, mode):
+            return run.carry_out("rollback", mode, abort_patch_for(mode), {},
+                                 f"canary off, champion {_number(champion)} takes all traffic",
+                                 dry_run, champion=_number(champion))
+        if mode == SERVERLESS and predictor_of(isvc).get("canaryTrafficPercent") == 0:
+            raise RolloutError("the canary is already rolled back (canaryTrafficPercent 0): "
+                               f"champion {_number(champion)} takes all traffic")
+        if previous is None:
+            raise RolloutError(f"no canary in progress and no '{PREVIOUS}' alias: nothing to "
+                               "roll back")
+        patch = restore_patch_for(mode, cluster_uri(previous, PREVIOUS), previous.number,
+                                  previous.run_id)
+        moves = {CHAMPION: previous.number, PREVIOUS: None, CHALLENGER: None}
+        return run.carry_out("rollback", mode, patch, moves, f"version {previous.number} "
+                             f"back with all traffic (was {_number(champion)})", dry_run,
+                             champion=_number(champion), previous=previous.number)
+
+
+def rollout_status(settings: Settings, cluster: Cluster | None = None,
+                   client: MlflowClient | None = None) -> dict:
+    """The live traffic split, the aliases, any unfinished intent, and whether they agree."""
+    run = _Run(settings, cluster, client, lambda _: None)
+    return status(run.cluster, run.client, run.journal, run.name, run.namespace)
+
+
+def reconcile_rollout(settings: Settings, cluster: Cluster | None = None,
+                      client: MlflowClient | None = None, log: Log = lambda _: None) -> dict:
+    """Finish whatever rollout was interrupted, or confirm that traffic and aliases agree."""
+    run = _Run(settings, cluster, client, log)
+    with run.journal.lock():
+        return reconcile(run.cluster, run.client, run.journal, run.name, run.namespace, log)
+

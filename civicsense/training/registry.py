@@ -13,6 +13,8 @@ from civicsense.settings import Settings
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
+# How MLflow says a model, version or alias does not exist (any other error: the registry failed).
+NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 # Scores are means of recalls: 0.61 - 0.60 must not count as beating a 0.01 margin.
 FLOAT_TOLERANCE = 1e-9
 
@@ -56,21 +58,25 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
 
 def find_version(client: MlflowClient, name: str, ref: str) -> Version | None:
     """The version an alias (or a version number) points to, or None when the model, alias or
-    version does not exist."""
+    version does not exist (a registry that cannot answer raises: absent is not unknown)."""
     try:
         found = (client.get_model_version(name, ref) if ref.isdigit()
                  else client.get_model_version_by_alias(name, ref))
-    except MlflowException:
+    except MlflowException as error:
+        if error.error_code not in NOT_FOUND:
+            raise
         return None
     return Version(str(found.version), str(found.run_id or "none"),
                    client.get_model_version_download_uri(name, found.version))
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    """The version number an alias points to, or None."""
+    """The version number an alias points to, or None (a failing registry raises)."""
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
+    except MlflowException as error:
+        if error.error_code not in NOT_FOUND:
+            raise
         return None
 
 

@@ -75,19 +75,20 @@ def test_every_rollout_object_passes_kserves_schema(rendered, find, crd_cache, o
     canary, = standard["spec"]["canary"]
     assert canary["trafficPercent"] == 10 and canary["predictor"]["model"]["name"]
     assert "canary" not in objects["standard rollback"]["spec"]
-    assert objects["standard promote"]["spec"]["predictor"]["name"] == "challenger"
+    assert objects["standard promote"]["spec"]["predictor"]["name"] == "v2"
     assert serverless["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert "canaryTrafficPercent" not in objects["serverless promote"]["spec"]["predictor"]
     assert objects["serverless rollback"]["spec"]["predictor"]["canaryTrafficPercent"] == 0
 
 
 def test_a_rollout_object_that_breaks_the_schema_would_be_caught(rendered, find, crd_cache):
-    """Today's bug, replayed: a main predictor without model.name gives a Standard canary the
-    API server rejects, and the check says so."""
+    """The old bug, replayed: a Standard canary without model.name is one the API server
+    rejects, and the check says so."""
     isvc = find(rendered["local"], "InferenceService", "civicsense-sentiment")
-    del isvc["spec"]["predictor"]["model"]["name"]
+    canary = patched_inference_service(isvc, "canary", "standard")
+    del canary["spec"]["canary"][0]["predictor"]["model"]["name"]
     with pytest.raises(InvalidObject, match=r"spec.canary\[0\].predictor.model.name: Required"):
-        validate_object(patched_inference_service(isvc, "canary", "standard"), crd_cache)
+        validate_object(canary, crd_cache)
 
 
 def test_check_manifests_covers_every_overlay_the_examples_and_kfp(crd_cache):
