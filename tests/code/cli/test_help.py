@@ -1,6 +1,7 @@
 """--help of every command shows each option's help in full, its env variable and its default,
 and README's CLI table lists exactly the commands there are, with the same env variables."""
 
+import itertools
 import re
 
 import pytest
@@ -85,9 +86,10 @@ def readme_cli_table() -> dict[tuple[str, ...], set[str]]:
     rows: dict[tuple[str, ...], set[str]] = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        match = re.match(r"`civicsense ([a-z -]+?)`", cells[0]) if len(cells) >= 3 else None
-        if match:
-            rows[tuple(match[1].split())] = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[2]))
+        match = re.match(r"`civicsense ([^`]*)`", cells[0]) if len(cells) >= 3 else None
+        if match:  # the command's words, up to its first option or argument
+            words = tuple(itertools.takewhile(re.compile("[a-z]+").fullmatch, match[1].split()))
+            rows[words] = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[2]))
     return rows
 
 
