@@ -90,7 +90,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = item.path.parts
         if "trained_home" in item.fixturenames or "e2e" in parts:
             item.add_marker(pytest.mark.e2e)
-        if "extension" in parts and "browser" in item.fixturenames:
+        if ("extension" in parts and "browser" in item.fixturenames) or "ui" in parts:
             item.add_marker(pytest.mark.browser)
         if "container" in parts:
             item.add_marker(pytest.mark.container)
