@@ -13,11 +13,11 @@ from tqdm import tqdm
 
 FULL_DATA_POSTS = 49_486
 # Seconds per step of a cold `make run` on the full mirror, measured on this project's 2-core
-# machine (README, Quickstart): the ETA of a first run, scaled by the sample size. Later runs
-# use this home's own last durations (<home>/logs/step-seconds.json).
-FULL_DATA_SECONDS = {"ingest": 15.0, "feature build (Feast)": 150.0, "train (XGBoost)": 120.0,
-                     "evaluate": 25.0, "register (MLflow)": 15.0}
-STARTUP_SECONDS = 15.0  # a component's process start and imports, whatever the data size
+# machine under load (load average 4.7; README, Quickstart): the ETA of a first run, scaled by
+# the sample size. Later runs use this home's own last durations (<home>/logs/step-seconds.json).
+FULL_DATA_SECONDS = {"ingest": 9.9, "feature build (Feast)": 273.7, "train (XGBoost)": 177.3,
+                     "evaluate": 53.3, "register (MLflow)": 21.2}
+STARTUP_SECONDS = 20.0  # a component's process start and imports, whatever the data size
 TICK_SECONDS = 0.5
 
 
