@@ -44,9 +44,12 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory,
     from terminal_support import run_in_terminal
 
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
     def announce(line: str) -> None:
-        if reporter is not None:
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():  # fixtures' output is captured otherwise
             reporter.ensure_newline()
             reporter.write_line(f"e2e setup: {line}")
 
