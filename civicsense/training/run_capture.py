@@ -102,11 +102,15 @@ def observed_tasks(router: LineRouter, names: dict[str, str]) -> Iterator[None]:
         router.observer.step_started(name)
         before = router.cache_hits
         started = time.perf_counter()
-        outputs, task_status = original(task_name, *args, **kwargs)
-        router.current = None
-        router.observer.step_finished(name, task_status == status.Status.SUCCESS, outputs or {},
-                                      time.perf_counter() - started, router.cache_hits > before)
-        return outputs, task_status
+        outputs, ok = {}, False
+        try:
+            outputs, task_status = original(task_name, *args, **kwargs)
+            ok = task_status == status.Status.SUCCESS
+            return outputs, task_status
+        finally:  # also on an exception or Ctrl-C: the bar stops, the step says it failed
+            router.current = None
+            router.observer.step_finished(name, ok, outputs or {}, time.perf_counter() - started,
+                                          router.cache_hits > before)
 
     task_executor.execute_single_task = execute
     try:
