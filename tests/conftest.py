@@ -34,22 +34,46 @@ def civicsense_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings
 
 
 @pytest.fixture(scope="session")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict]]:
-    """One real local pipeline run (KFP local runner) on a mirror sample: a state directory
-    whose MLflow registry holds civicsense-sentiment@champion, and the run's summary."""
+def trained_home(tmp_path_factory: pytest.TempPathFactory,
+                 pytestconfig: pytest.Config) -> Iterator[tuple[Settings, dict]]:
+    """One real local pipeline run (`civicsense run` in a pseudo-terminal, as a user runs it) on
+    a mirror sample: a state directory whose MLflow registry holds civicsense-sentiment@champion,
+    and the run's summary. Announced on the terminal: it takes minutes. What the run left on its
+    terminal is kept beside the home, in <home>-terminal.out, for the tests of the console."""
     require_mirror_dir()
-    from civicsense.training.params import PipelineParams
-    from civicsense.training.runner import run_local
+    from terminal_support import run_in_terminal
+
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+
+    def announce(line: str) -> None:
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():  # fixtures' output is captured otherwise
+            reporter.ensure_newline()
+            reporter.write_line(f"e2e setup: {line}")
 
     home = tmp_path_factory.mktemp("trained-home")
     saved = {k: os.environ.get(k) for k in ("CIVICSENSE_HOME", "CIVICSENSE_DATA",
                                             "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     os.environ["CIVICSENSE_HOME"] = str(home)
+    os.environ["CIVICSENSE_DATA"] = str(MIRROR_DATA)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
     try:
         settings = Settings(data=str(MIRROR_DATA))
-        summary = run_local(settings, PipelineParams(sample_size=E2E_SAMPLE), cache=True)
+        summary_path = home.parent / f"{home.name}-summary.json"
+        announce(f"training the session's model: `civicsense run --sample-size {E2E_SAMPLE}` "
+                 f"in {home} (a few minutes; each step is printed as it ends)")
+        code, raw = run_in_terminal(
+            [sys.executable, "-m", "civicsense.cli", "run", "--sample-size", str(E2E_SAMPLE),
+             "--summary-json", str(summary_path)], dict(os.environ),
+            on_line=lambda line: announce(line) if line.startswith(("[", "pipeline")) else None)
+        (home.parent / f"{home.name}-terminal.out").write_text(raw)
+        assert code == 0, f"civicsense run failed ({code}):\n{raw[-3000:]}"
+        summary = json.loads(summary_path.read_text())
+        # What the in-process runner used to leave behind, which the tests rely on.
+        os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
         yield Settings(data=str(MIRROR_DATA)), summary
     finally:
         for key, value in saved.items():
@@ -90,7 +114,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = item.path.parts
         if "trained_home" in item.fixturenames or "e2e" in parts:
             item.add_marker(pytest.mark.e2e)
-        if "extension" in parts and "browser" in item.fixturenames:
+        if ("extension" in parts and "browser" in item.fixturenames) or "ui" in parts:
             item.add_marker(pytest.mark.browser)
         if "container" in parts:
             item.add_marker(pytest.mark.container)

@@ -15,9 +15,11 @@ deploy_app = typer.Typer(help="Render and validate the cluster manifests; bring 
                          no_args_is_help=True)
 
 ComponentImage = typer.Option(None, "--component-image", help="The component image "
-                              "(REGISTRY/civicsense-components:TAG) [default: the overlay's].")
+                              "(REGISTRY/civicsense-components:TAG).",
+                              show_default="the overlay's")
 ServingImage = typer.Option(None, "--serving-image", help="The serving image "
-                            "(REGISTRY/civicsense-serving:TAG) [default: the overlay's].")
+                            "(REGISTRY/civicsense-serving:TAG).",
+                            show_default="the overlay's")
 
 
 def _crd_cache() -> Path:
@@ -28,7 +30,8 @@ def _crd_cache() -> Path:
 @deploy_app.command("check")
 def check_command(
     overlay: list[str] = typer.Option(None, "--overlay", help="Only these overlays "
-                                      "[default: every one under manifests/overlays]."),
+                                      "(repeatable).",
+                                      show_default="every one under manifests/overlays"),
     component_image: str = ComponentImage, serving_image: str = ServingImage,
 ) -> None:
     """Render every overlay and validate every object (Kubernetes, KServe CRDs, the rollout's
@@ -56,8 +59,10 @@ def render_command(
     overlay: str = typer.Argument(..., help="An overlay under manifests/overlays."),
     component_image: str = ComponentImage, serving_image: str = ServingImage,
     sink_token_file: Path = typer.Option(None, "--sink-token-file", help="The sink's shared "
-                                         "token (32+ URL-safe chars) [default: placeholder]."),
-    output: Path = typer.Option(None, "-o", "--output", help="Write here [default: stdout]."),
+                                         "token (32+ URL-safe chars).",
+                                         show_default="a placeholder"),
+    output: Path = typer.Option(None, "-o", "--output", help="Write here.",
+                                show_default="stdout"),
 ) -> None:
     """Render an overlay with these images and token, as `kubectl apply -f` takes it."""
     from civicsense.deploy.render import RenderError, read_token, render, to_yaml

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from civicsense.cli.errors import fail
-from civicsense.cli.options import DataOption, HomeOption
+from civicsense.cli.options import DataOption, HomeOption, setting_option
 from civicsense.settings import get_settings
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_COULD_NOT_RUN = 0, 1, 2
@@ -33,13 +33,14 @@ def _when(text: str | None, option: str) -> datetime | None:
 
 
 def monitor_command(
-    window_hours: float = typer.Option(None, "--window-hours", help="Monitor the last N hours "
-                                       "of the inference log (default 24)."),
+    window_hours: float = setting_option("monitor_window_hours", "--window-hours",
+                                         help="Monitor the last N hours of the inference log."),
     since: str = typer.Option(None, "--since", help="Window start (ISO, UTC); overrides "
-                              "--window-hours."),
-    until: str = typer.Option(None, "--until", help="Window end (ISO, UTC) (default now)."),
-    min_rows: int = typer.Option(None, "--min-rows", help="Fewest records worth a check "
-                                 "(default 200)."),
+                              "--window-hours.", show_default="now minus --window-hours"),
+    until: str = typer.Option(None, "--until", help="Window end (ISO, UTC).",
+                              show_default="now"),
+    min_rows: int = setting_option("monitor_min_rows", "--min-rows",
+                                   help="Fewest records worth a check."),
     data: str = DataOption,
     home: Path = HomeOption,
     trigger: bool = typer.Option(True, "--trigger/--no-trigger", help="Start a retraining run "
@@ -118,7 +119,8 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 def sink_command(
     port: int = typer.Option(8090, "--port", help="HTTP port."),
-    host: str = typer.Option("0.0.0.0", "--host", help="Bind address."),
+    host: str = typer.Option("0.0.0.0", "--host", help="Bind address (all interfaces: the "
+                             "cluster's logger posts to it)."),
     allow_unauthenticated: bool = typer.Option(
         False, "--allow-unauthenticated", help="Accept events without CIVICSENSE_SINK_TOKEN "
         "on a non-loopback address (anyone who reaches the sink can then write the log)."),

@@ -6,20 +6,22 @@ from __future__ import annotations
 import typer
 
 from civicsense.cli.errors import fail
+from civicsense.cli.options import setting_option
 from civicsense.settings import get_settings
 
 
 def serve_command(
-    port: int = typer.Option(None, "--port", help="HTTP port [env CIVICSENSE_SERVE_PORT; "
-                             "default 8080]. KServe binds 0.0.0.0 (hard-coded)."),
-    model_uri: str = typer.Option(None, "--model-uri", help="models:/name@alias, "
-                                  "models:/name/version or an MLflow model directory "
-                                  "[default models:/<model name>@champion]."),
-    workers: int = typer.Option(None, "--workers", help="Model processes: more than 1 adds a pool "
-                                 "the HTTP process feeds request by request [default 1; use "
-                                 "the core count]."),
-    max_batch: int = typer.Option(None, "--max-batch", help="Most texts per request."),
-    max_text_chars: int = typer.Option(None, "--max-text-chars", help="Longest text."),
+    port: int = setting_option("serve_port", "--port", help="HTTP port. KServe binds 0.0.0.0 "
+                               "(hard-coded)."),
+    model_uri: str = setting_option("serve_model_uri", "--model-uri", help="models:/name@alias, "
+                                    "models:/name/version or an MLflow model directory.",
+                                    default_text="models:/<model name>@champion"),
+    workers: int = setting_option("serve_workers", "--workers", help="Model processes: more "
+                                  "than 1 adds a pool the HTTP process feeds request by request "
+                                  "(use the core count)."),
+    max_batch: int = setting_option("max_batch", "--max-batch", help="Most texts per request."),
+    max_text_chars: int = setting_option("max_text_chars", "--max-text-chars",
+                                         help="Longest text."),
 ) -> None:
     """Serve the registered model over KServe V1 and V2 on one port (no cluster needed)."""
     from mlflow.exceptions import MlflowException

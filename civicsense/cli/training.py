@@ -39,12 +39,14 @@ def run(
     gate_margin: float = typer.Option(DEFAULTS.gate_margin, help="Macro recall a candidate must "
                                       "gain over the champion to become challenger."),
     cache: bool = typer.Option(True, help="Reuse unchanged steps from earlier local runs."),
-    summary_json: Path = typer.Option(None, help="Also write the run summary to this file."),
+    summary_json: Path = typer.Option(None, help="Also write the run summary to this file.",
+                                      show_default="none"),
+    verbose: bool = typer.Option(False, help="Stream KFP's full output here (no log file) "
+                                 "instead of one line per step."),
 ) -> None:
     """Run the training pipeline end to end on this machine (KFP local runner)."""
     from civicsense.data.ingest import IngestError
     from civicsense.data.sources import SourceError, check
-    from civicsense.training.runner import run_local
 
     if split not in {"time", "random"}:
         fail(f"--split must be 'time' or 'random', not {split!r}")
@@ -58,17 +60,36 @@ def run(
     started = time.perf_counter()
     try:
         check(settings.data, settings)
-        summary = run_local(settings, params, cache=cache)
+        summary, log_path = _run_pipeline(settings, params, cache, verbose)
     except (SourceError, IngestError) as error:
         fail(str(error))
     except RuntimeError as error:  # the local runner reports a failed task this way
         fail(f"pipeline failed: {error}", 1)
-    typer.secho(f"\nregistered {summary['model']} version {summary['version']} "
+    typer.secho(f"registered {summary['model']} version {summary['version']} "
                 f"alias={summary['alias'] or 'none'} ({summary['reason']})", fg="green")
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"val macro recall {summary['val_macro_recall']:.4f}, data "
+               f"{summary['data_version']}, MLflow run {summary['run_id']}")
     if summary_json:
         summary_json.write_text(json.dumps(summary, indent=2))
-    typer.echo(f"pipeline took {time.perf_counter() - started:.1f} s")
+    typer.echo("next: make serve (the model server), make ui (MLflow UI), make status")
+    typer.echo(f"pipeline took {time.perf_counter() - started:.1f} s"
+               + (f"; full log: {log_path}" if log_path else ""))
+
+
+def _run_pipeline(settings: Settings, params: PipelineParams, cache: bool,
+                  verbose: bool) -> tuple[dict, Path | None]:
+    """The local run, drawn as one line per step with a live bar; everything else to the log."""
+    import sys
+
+    from civicsense.cli.console import FULL_DATA_POSTS, RunConsole
+    from civicsense.training.runner import run_local, run_log_path
+
+    if verbose:
+        return run_local(settings, params, cache=cache), None
+    log_path = run_log_path(settings)
+    console = RunConsole(sys.stdout, params.sample_size or FULL_DATA_POSTS,
+                         log_path.parent / "step-seconds.json")
+    return run_local(settings, params, cache=cache, observer=console, log_path=log_path), log_path
 
 
 def ingest_command(
@@ -89,8 +110,8 @@ def ingest_command(
 
 
 def compile_command(
-    output: Path = typer.Option(None, help="Where to write the IR YAML "
-                                "[default pipelines/civicsense_training.yaml]."),
+    output: Path = typer.Option(None, help="Where to write the IR YAML.",
+                                show_default="pipelines/civicsense_training.yaml"),
 ) -> None:
     """Compile the pipeline to IR YAML for the Kubeflow UI."""
     from civicsense.training.runner import COMPILED_PIPELINE, compile_pipeline
@@ -103,7 +124,8 @@ def submit_command(
                              "http://localhost:8080 after a port-forward."),
     data: str = DataOption,
     experiment: str = typer.Option("civicsense", help="KFP experiment name."),
-    namespace: str = typer.Option(None, help="Kubeflow profile namespace (multi-user)."),
+    namespace: str = typer.Option(None, help="Kubeflow profile namespace (multi-user).",
+                                  show_default="none: single-user"),
     sample_size: int = typer.Option(DEFAULTS.sample_size, help="Stratified sample (0 = all)."),
 ) -> None:
     """Submit a run of the compiled pipeline to a Kubeflow Pipelines endpoint."""
@@ -124,8 +146,9 @@ def schedule_create_command(
     host: str = typer.Option(..., "--host", help="Kubeflow Pipelines API endpoint."),
     name: str = typer.Option("civicsense-scheduled-retraining", "--name", help="Job name."),
     experiment: str = typer.Option("civicsense", "--experiment", help="KFP experiment."),
-    namespace: str = typer.Option(None, "--namespace", help="Kubeflow profile namespace."),
-    data: str = typer.Option(None, "--data", help="Data source the runs train on."),
+    namespace: str = typer.Option(None, "--namespace", help="Kubeflow profile namespace.",
+                                  show_default="none: single-user"),
+    data: str = DataOption,
 ) -> None:
     """Create a KFP recurring run of the compiled training pipeline."""
     from civicsense.training.schedule import create_schedule, validate_cron

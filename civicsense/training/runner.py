@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
 from civicsense.data.sources import fingerprint
 from civicsense.settings import PROJECT_ROOT, Settings
 from civicsense.training.params import PipelineParams
+from civicsense.training.run_capture import RunObserver, captured, display_names, observed_tasks
 
 COMPILED_PIPELINE = PROJECT_ROOT / "pipelines" / "civicsense_training.yaml"
 
@@ -20,8 +22,12 @@ def arguments(settings: Settings, params: PipelineParams) -> dict[str, object]:
             "source_fingerprint": fingerprint(settings.data, settings), **vars(params)}
 
 
-def run_local(settings: Settings, params: PipelineParams, cache: bool = True) -> dict:
-    """Run the whole pipeline with the KFP SubprocessRunner; returns register's summary."""
+def run_local(settings: Settings, params: PipelineParams, cache: bool = True, *,
+              observer: RunObserver | None = None, log_path: Path | None = None) -> dict:
+    """Run the whole pipeline with the KFP SubprocessRunner; returns register's summary.
+
+    With an observer, all output (KFP's task dumps, warnings, the components' logs) goes to
+    `log_path` instead of the terminal, and the observer hears each step start and end."""
     from kfp import local
 
     # Known and documented: the local runner ignores base_image and display names.
@@ -36,8 +42,21 @@ def run_local(settings: Settings, params: PipelineParams, cache: bool = True) ->
                pipeline_root=str(settings.pipeline_root), enable_caching=cache)
     from pipelines.training import training_pipeline
 
-    task = training_pipeline(**arguments(settings, params))
-    return json.loads(task.output)
+    if observer is None:
+        return json.loads(training_pipeline(**arguments(settings, params)).output)
+    names = display_names(training_pipeline)
+    with captured(log_path or run_log_path(settings), observer, list(names.values())) as router:
+        with observed_tasks(router, names):
+            task = training_pipeline(**arguments(settings, params))
+        summary = json.loads(task.output)
+        print(f"summary: {json.dumps(summary)}")
+    return summary
+
+
+def run_log_path(settings: Settings, command: str = "run") -> Path:
+    """A fresh log file for one command: <home>/logs/<command>-<UTC stamp>.log."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return settings.home_dir / "logs" / f"{command}-{stamp}.log"
 
 
 def compile_pipeline(path: Path = COMPILED_PIPELINE) -> Path:
