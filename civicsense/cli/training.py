@@ -40,10 +40,15 @@ def run(
                                       "gain over the champion to become challenger."),
     cache: bool = typer.Option(True, help="Reuse unchanged steps from earlier local runs."),
     summary_json: Path = typer.Option(None, help="Also write the run summary to this file."),
+    runner: str = typer.Option("subprocess", help="KFP local runner: subprocess, or docker "
+                               "(every step in the component image; docs/containers.md)."),
+    image: str = typer.Option(None, help="Component image for --runner docker "
+                              "[default: civicsense-components:<version>-<git sha>]."),
 ) -> None:
     """Run the training pipeline end to end on this machine (KFP local runner)."""
     from civicsense.data.ingest import IngestError
     from civicsense.data.sources import SourceError, check
+    from civicsense.training.docker_runner import EngineError, pick_runner
     from civicsense.training.runner import run_local
 
     if split not in {"time", "random"}:
@@ -58,8 +63,9 @@ def run(
     started = time.perf_counter()
     try:
         check(settings.data, settings)
-        summary = run_local(settings, params, cache=cache)
-    except (SourceError, IngestError) as error:
+        summary = run_local(settings, params, cache=cache,
+                            runner=pick_runner(runner, settings, image))
+    except (SourceError, IngestError, ValueError, EngineError) as error:
         fail(str(error))
     except RuntimeError as error:  # the local runner reports a failed task this way
         fail(f"pipeline failed: {error}", 1)

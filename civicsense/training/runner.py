@@ -20,8 +20,10 @@ def arguments(settings: Settings, params: PipelineParams) -> dict[str, object]:
             "source_fingerprint": fingerprint(settings.data, settings), **vars(params)}
 
 
-def run_local(settings: Settings, params: PipelineParams, cache: bool = True) -> dict:
-    """Run the whole pipeline with the KFP SubprocessRunner; returns register's summary."""
+def run_local(settings: Settings, params: PipelineParams, cache: bool = True,
+              runner: object | None = None) -> dict:
+    """Run the whole pipeline with the KFP SubprocessRunner (or `runner`, e.g. a DockerRunner
+    from training/docker_runner.py); returns register's summary."""
     from kfp import local
 
     # Known and documented: the local runner ignores base_image and display names.
@@ -32,7 +34,7 @@ def run_local(settings: Settings, params: PipelineParams, cache: bool = True) ->
     os.environ["CIVICSENSE_HOME"] = str(settings.home_dir)
     os.environ["CIVICSENSE_DATA"] = settings.data
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.tracking_uri)
-    local.init(runner=local.SubprocessRunner(use_venv=False),
+    local.init(runner=runner or local.SubprocessRunner(use_venv=False),
                pipeline_root=str(settings.pipeline_root), enable_caching=cache)
     from pipelines.training import training_pipeline
 
