@@ -18,9 +18,13 @@ DOCKER_BUILD ?= $(shell if docker buildx version >/dev/null 2>&1; then echo dock
 	--load; else echo env DOCKER_BUILDKIT=1 $$(test -x /usr/bin/docker && echo /usr/bin/docker || \
 	echo docker) build; fi)
 NICE ?= nice -n 10
+# Everything an image is built from: images labelled with this digest are this tree's images.
+IMAGE_INPUTS = $(shell find components kserve civicsense pipelines feature_repo -type f \
+	-not -path '*/__pycache__/*' -not -name '*.pyc' | LC_ALL=C sort | xargs cat .dockerignore \
+	pyproject.toml README.md requirements-*.lock | sha256sum | cut -c1-16)
 RUNNER ?= subprocess
 
-.PHONY: docker-engine base-image images image-sizes serve-container test-container
+.PHONY: docker-engine base-image images image-names image-sizes serve-container test-container
 
 docker-engine: ## Install (if missing) and start a Docker engine; wait until it answers
 	.ci/docker-engine
@@ -57,7 +61,7 @@ images: $(IMAGE_BUILD_DIR)/ca-bundle.pem ## Build the component, serving and sto
 	  $(MAKE) --no-print-directory base-image; base=$(BOOTSTRAP_IMAGE); fi; \
 	args="--build-arg BASE_IMAGE=$$base --build-arg VERSION=$(IMAGE_VERSION) \
 	  --build-arg GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
-	  --build-arg SOURCE=$(IMAGE_SOURCE) --secret id=ca_bundle,src=$(IMAGE_BUILD_DIR)/ca-bundle.pem"; \
+	  --build-arg SOURCE=$(IMAGE_SOURCE) --label io.civicsense.inputs=$(IMAGE_INPUTS) --secret id=ca_bundle,src=$(IMAGE_BUILD_DIR)/ca-bundle.pem"; \
 	for spec in "components/Dockerfile runtime $(COMPONENT_IMAGE)" \
 	            "kserve/Dockerfile runtime $(SERVING_IMAGE)" \
 	            "kserve/Dockerfile storage-initializer $(STORAGE_IMAGE)"; do \
@@ -66,6 +70,10 @@ images: $(IMAGE_BUILD_DIR)/ca-bundle.pem ## Build the component, serving and sto
 	  echo "images: built $$3 in $$(( $$(date +%s) - start )) s"; done
 	@$(MAKE) --no-print-directory image-sizes
 
+image-names: # The tags and the inputs' digest (the container tests read them)
+	@echo components=$(COMPONENT_IMAGE) serving=$(SERVING_IMAGE) storage=$(STORAGE_IMAGE) \
+	  inputs=$(IMAGE_INPUTS)
+
 image-sizes: ## Print each image's size (serving target: <= 1.0 GB)
 	@for image in $(COMPONENT_IMAGE) $(SERVING_IMAGE) $(STORAGE_IMAGE); do \
 	  docker image inspect -f '{{.Size}} {{.Id}}' $$image 2>/dev/null | \
@@ -73,7 +81,7 @@ image-sizes: ## Print each image's size (serving target: <= 1.0 GB)
 	  || echo "  $$image: not built"; done
 
 serve-container: ## Serve the champion in the serving image, as KServe does (PORT=8080)
-	$(BIN)/civicsense serve-container --image $(SERVING_IMAGE) \
+	$(BIN)/python -m civicsense.serving.container --image $(SERVING_IMAGE) \
 	  --initializer-image $(STORAGE_IMAGE) $(if $(PORT),--port $(PORT))
 
 test-container: setup ## The container suite: builds/reuses the images, runs them (needs Docker)
