@@ -90,3 +90,39 @@ def docker_trained(images, tmp_path_factory) -> Iterator[tuple[Settings, dict]]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def served(docker_trained, images):
+    """The champion served from the serving image (storage initializer → /mnt/models)."""
+    from container_support import free_port
+
+    from civicsense.serving.container import serve_container, stop
+
+    settings, _ = docker_trained
+    served = serve_container(settings, images["serving"], images["storage"], free_port())
+    print(f"serving container ready in {served.ready_seconds:.1f} s")
+    yield served
+    stop(served.container_id, served.volume)
+
+
+@pytest.fixture
+def sink_container(docker_client, images, gcs):
+    """The log sink from the component image, with the command its Deployment declares."""
+    from container_support import manifest_container, wait_http
+
+    spec = manifest_container("Deployment", "civicsense-log-sink")
+    port = spec["ports"][0]["containerPort"]
+    environment = {"CIVICSENSE_HOME": "/tmp/civicsense",
+                   "CIVICSENSE_INFERENCE_LOG_URI": f"{gcs}/inference-log",
+                   "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"],
+                   "CIVICSENSE_HEALTHCHECK_URL": f"http://127.0.0.1:{port}/healthz"}
+    # Host networking: the emulator listens on the host's 127.0.0.1 (in-cluster: GCS itself).
+    container = docker_client.containers.run(images["components"], spec["command"],
+                                             environment=environment, network_mode="host",
+                                             detach=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", container)
+        yield container, f"http://127.0.0.1:{port}", gcs
+    finally:
+        container.remove(force=True)
