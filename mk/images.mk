@@ -68,7 +68,7 @@ images: $(IMAGE_BUILD_DIR)/ca-bundle.pem ## Build the component, serving and sto
 	  set -- $$spec; start=$$(date +%s); \
 	  $(NICE) $(DOCKER_BUILD) --quiet -f $$1 --target $$2 $$args -t $$3 . >/dev/null; \
 	  echo "images: built $$3 in $$(( $$(date +%s) - start )) s"; done
-	@$(MAKE) --no-print-directory image-sizes
+	@$(MAKE) --no-print-directory image-sizes IMAGE_TAG=$(IMAGE_TAG)
 
 image-names: # The tags and the inputs' digest (the container tests read them)
 	@echo components=$(COMPONENT_IMAGE) serving=$(SERVING_IMAGE) storage=$(STORAGE_IMAGE) \
@@ -76,9 +76,10 @@ image-names: # The tags and the inputs' digest (the container tests read them)
 
 image-sizes: ## Print each image's size (serving target: <= 1.0 GB)
 	@for image in $(COMPONENT_IMAGE) $(SERVING_IMAGE) $(STORAGE_IMAGE); do \
-	  docker image inspect -f '{{.Size}} {{.Id}}' $$image 2>/dev/null | \
-	  awk -v n=$$image '{printf "  %-60s %7.0f MB  %s\n", n, $$1/1e6, substr($$2, 1, 19)}' \
-	  || echo "  $$image: not built"; done
+	  if docker image inspect $$image >/dev/null 2>&1; then \
+	    docker image inspect -f '{{.Size}} {{.Id}}' $$image | \
+	    awk -v n=$$image '{printf "  %-52s %6.0f MB  %s\n", n, $$1/1e6, substr($$2, 1, 19)}'; \
+	  else echo "  $$image: not built"; fi; done
 
 serve-container: ## Serve the champion in the serving image, as KServe does (PORT=8080)
 	$(BIN)/python -m civicsense.serving.container --image $(SERVING_IMAGE) \
