@@ -30,7 +30,7 @@ def test_the_runtime_container_is_what_the_manifest_declares(docker_client, serv
     doc, _ = find_runtime(PROJECT_ROOT / "manifests")
     spec = runtime_container(doc, "civicsense-sentiment")
     attrs = docker_client.containers.get(served.container_id).attrs
-    assert attrs["Args"] == spec.args and "--model_dir=/mnt/models" in attrs["Args"]
+    assert attrs["Config"]["Cmd"] == spec.args and "--model_dir=/mnt/models" in spec.args
     env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
     assert all(env[key] == value for key, value in spec.env.items())
     bindings = attrs["HostConfig"]["PortBindings"][f"{spec.port}/tcp"]
