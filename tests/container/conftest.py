@@ -20,7 +20,7 @@ DOCKER_SAMPLE = 1500
 def _no_engine(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true needs a Docker engine (.ci/docker-engine): {reason}")
-    pytest.skip(f"no Docker engine: {reason} (start one with `make docker-engine`)")
+    pytest.skip(f"no Docker engine: {reason}")
 
 
 @pytest.fixture(scope="session")
