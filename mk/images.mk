@@ -93,3 +93,14 @@ ifeq ($(RUNNER),docker)
 RUN_ARGS += --runner docker --image $(COMPONENT_IMAGE)
 run: images
 endif
+
+# One lock per image, constrained by requirements.lock (the versions the tests ran). Run after
+# `make lock`; kserve-storage pins google-cloud-storage < 3, so its lock stands alone.
+IMAGE_PLATFORM = --python-version 3.11 --python-platform x86_64-manylinux_2_28
+lock-images: ## Re-resolve requirements-{serving,pipeline,storage}.lock (after make lock)
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra serving -c requirements.lock \
+	  $(IMAGE_PLATFORM) -o requirements-serving.lock
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra pipeline -c requirements.lock \
+	  $(IMAGE_PLATFORM) -o requirements-pipeline.lock
+	$(BIN)/uv pip compile --quiet kserve/storage-initializer.in $(IMAGE_PLATFORM) \
+	  --custom-compile-command "make lock-images" -o requirements-storage.lock
