@@ -81,7 +81,7 @@ image-sizes: ## Print each image's size (serving target: <= 1.0 GB)
 	    awk -v n=$$image '{printf "  %-52s %6.0f MB  %s\n", n, $$1/1e6, substr($$2, 1, 19)}'; \
 	  else echo "  $$image: not built"; fi; done
 
-serve-container: ## Serve the champion in the serving image, as KServe does (PORT=8080)
+serve-container: images ## Serve the champion in the serving image, as KServe does (PORT=8080)
 	$(BIN)/python -m civicsense.serving.container --image $(SERVING_IMAGE) \
 	  --initializer-image $(STORAGE_IMAGE) $(if $(PORT),--port $(PORT))
 
