@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +91,25 @@ class Settings(BaseSettings):
     retrain_on_drift: bool = Field(default=True, description="Trigger a run when drifted.")
     kfp_host: str | None = Field(default=None, description="Kubeflow Pipelines endpoint: "
                                  "retrain there (else locally with the KFP local runner).")
+    # Hardening (issue 12): ingest's line cap, the log reader's tolerance, the sink's limits.
+    ingest_max_line_bytes: int = Field(default=1 << 20, ge=1024, description="Longest raw line "
+                                       "ingest reads; a longer one is quarantined unread "
+                                       "(line_too_long).")
+    monitor_min_valid_share: float = Field(default=0.5, ge=0, le=1, description="Share of a "
+                                           "window's log lines that must be valid records; "
+                                           "below it the window fails (invalid lines are "
+                                           "skipped and counted).")
+    sink_token: SecretStr | None = Field(default=None, description="Shared token the KServe "
+                                         "logger sends the sink (`?token=` in logger.url, or "
+                                         "`Authorization: Bearer`); events without it get 401.")
+    sink_max_body_bytes: int | None = Field(default=None, ge=1, description="Largest event "
+                                            "body the sink reads (413 above it) [default: "
+                                            "the server's body limit + 64 KiB].")
+    sink_pending_bytes: int = Field(default=64 << 20, ge=1, description="Memory budget of "
+                                    "unmatched request/response halves; the oldest are "
+                                    "dropped (and counted) beyond it.")
+    sink_body_timeout: float = Field(default=30.0, gt=0, description="Seconds the sink waits "
+                                     "for a whole event body (408 after: slow uploads).")
 
     @cached_property
     def home_dir(self) -> Path:
@@ -125,6 +144,10 @@ class Settings(BaseSettings):
         # 12 bytes per char: an emoji JSON-escaped as a surrogate pair is 12 bytes for 2 chars,
         # a control char 6 for 1; plus quotes, commas and the envelope.
         return self.max_body_bytes or self.max_batch * (12 * self.max_text_chars + 8) + 65536
+
+    @property
+    def sink_body_limit(self) -> int:
+        return self.sink_max_body_bytes or self.body_limit + 65536
 
     @property
     def inference_log(self) -> str:

@@ -17,6 +17,8 @@ PIPELINE_NAME = "civicsense-training"
 STATE_PVC, STATE_MOUNT = "civicsense-state", "/var/civicsense"
 CONFIG_MAP = "civicsense-config"
 CONFIG_KEYS = ("CIVICSENSE_HOME", "MLFLOW_TRACKING_URI", "GOOGLE_APPLICATION_CREDENTIALS")
+# Only the local (kind) overlay runs a GCS emulator, so its key is optional in the ConfigMap.
+OPTIONAL_CONFIG_KEYS = ("STORAGE_EMULATOR_HOST",)
 GCP_SECRET, GCP_MOUNT = "civicsense-gcs", "/var/secrets/gcp"
 
 
@@ -24,6 +26,8 @@ def _on_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
     kubernetes.mount_pvc(task, pvc_name=STATE_PVC, mount_path=STATE_MOUNT)
     kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP,
                                      config_map_key_to_env={k: k for k in CONFIG_KEYS})
+    kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP, optional=True,
+                                     config_map_key_to_env={k: k for k in OPTIONAL_CONFIG_KEYS})
     kubernetes.use_secret_as_volume(task, secret_name=GCP_SECRET, mount_path=GCP_MOUNT,
                                     optional=True)
     return task

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from civicsense.cli import monitoring, serving, training
+from civicsense.cli import deploy, monitoring, serving, training
 
 
 def build_app() -> typer.Typer:
@@ -18,6 +18,7 @@ def build_app() -> typer.Typer:
     training.register(app)
     serving.register(app)
     monitoring.register(app)
+    deploy.register(app)
     return app
 
 

@@ -1,5 +1,5 @@
 """CLI verbs for monitoring (`civicsense monitor`, `schedule create`, `replay`, `sink`): thin
-shells over civicsense.monitoring.drift, civicsense.monitoring.trigger, civicsense.log_sink.
+shells over civicsense.monitoring.drift, civicsense.monitoring.trigger, civicsense.monitoring.sink.
 
 `civicsense monitor` exit codes: 0 = no drift, 1 = drift detected (whether or not a run was
 triggered: the decision is printed and logged), 2 = could not run (no champion, no reference,
@@ -71,6 +71,9 @@ def monitor_command(
         flag = "DRIFT" if column.drifted else "ok"
         typer.echo(f"  {name:<{width}}  {column.score:10.4f}  {flag:<5}  {column.method} "
                    f"(threshold {column.threshold:g})")
+    window = outcome.summary["window"]
+    typer.echo(f"log: {window['lines']} lines, {window['records']} records in the window, "
+               f"{monitor.describe_skipped(window['skipped_lines'])}")
     typer.echo(f"drift_detected: {str(result.drift_detected).lower()}")
     typer.echo(f"drift_share: {result.drift_share:.3f} ({result.drifted_columns}/"
                f"{len(result.columns)} columns; threshold {settings.drift_share})")
@@ -110,16 +113,30 @@ def replay_command(
     typer.echo(json.dumps(sent))
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
 def sink_command(
     port: int = typer.Option(8090, "--port", help="HTTP port."),
     host: str = typer.Option("0.0.0.0", "--host", help="Bind address."),
+    allow_unauthenticated: bool = typer.Option(
+        False, "--allow-unauthenticated", help="Accept events without CIVICSENSE_SINK_TOKEN "
+        "on a non-loopback address (anyone who reaches the sink can then write the log)."),
 ) -> None:
-    """Receive KServe logger CloudEvents on POST /events into the inference log."""
+    """Receive KServe logger CloudEvents on POST /events into the inference log.
+
+    Events must carry CIVICSENSE_SINK_TOKEN (`?token=` or `Authorization: Bearer`)."""
     import uvicorn
 
     from civicsense.monitoring.sink import create_app
 
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="warning")
+    settings = get_settings()
+    if settings.sink_token is None and host not in LOOPBACK and not allow_unauthenticated:
+        fail(f"no CIVICSENSE_SINK_TOKEN: refusing to accept unauthenticated events on {host} "
+             "(set the token, bind --host 127.0.0.1, or pass --allow-unauthenticated)")
+    # Slow or idle connections are closed: h11 reads headers and bodies with these limits.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                timeout_keep_alive=5, limit_concurrency=256, h11_max_incomplete_event_size=65536)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,10 +24,27 @@ class SourceError(ValueError):
     """The data source cannot be reached or holds nothing."""
 
 
+@contextmanager
+def gcs_errors(source: str) -> Iterator[None]:
+    """Turn the GCS client's failures (no credentials, access denied, bucket unreachable) into
+    one SourceError line naming the source."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        yield
+    except (GoogleAuthError, GoogleAPIError, requests.RequestException, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise SourceError(f"cannot read {source}: {type(error).__name__}: {first_line} (GCS "
+                          "needs credentials: GOOGLE_APPLICATION_CREDENTIALS, or "
+                          "STORAGE_EMULATOR_HOST for the emulator)") from None
+
+
 def _gcs_blobs(source: str, settings: Settings) -> list:
     bucket, prefix = split_gcs_uri(source)
-    blobs = [b for b in gcs_client(settings).list_blobs(bucket, prefix=prefix)
-             if not b.name.endswith("/")]
+    with gcs_errors(source):
+        blobs = [b for b in gcs_client(settings).list_blobs(bucket, prefix=prefix)
+                 if not b.name.endswith("/")]
     if not blobs:
         raise SourceError(f"no objects under {source}")
     return blobs
@@ -113,7 +132,8 @@ def fetch(source: str, workdir: Path, settings: Settings) -> Path:
             relative = blob.name[len(prefix):].lstrip("/") or Path(blob.name).name
             target = workdir / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            blob.download_to_filename(str(target))
+            with gcs_errors(source):
+                blob.download_to_filename(str(target))
         return workdir
     if parsed.scheme not in {"", "file"}:
         raise SourceError(f"unsupported data source scheme {parsed.scheme!r} in {source}; "

@@ -27,7 +27,7 @@ import pandas as pd
 
 from civicsense import LABELS, PROBABILITY_COLUMNS
 from civicsense.features.featurizer import DESCRIPTOR_NAMES, describe
-from civicsense.monitoring.inference_log import read_log
+from civicsense.monitoring.inference_log import read_window
 from civicsense.settings import Settings
 from civicsense.training.evaluate import REFERENCE_DIR, REFERENCE_FILE
 from civicsense.training.registry import CHAMPION, Version, find_version, registry_client
@@ -209,15 +209,28 @@ def _write_reports(snapshot, summary: dict, root: str, stamp: str,
     return str(html), str(path)
 
 
+def describe_skipped(skipped: dict[str, int]) -> str:
+    """`skipped 3 invalid lines (bad_time 1, invalid_utf8 2)` or `no invalid lines`."""
+    if not skipped:
+        return "no invalid lines"
+    reasons = ", ".join(f"{reason} {count}" for reason, count in skipped.items())
+    return f"skipped {sum(skipped.values())} invalid lines ({reasons})"
+
+
 def run_monitor(settings: Settings, since: datetime | None = None,
                 until: datetime | None = None) -> MonitorOutcome:
     """Read the window, compare with the champion's reference, write the reports."""
     now = datetime.now(UTC)
-    current = read_log(settings.inference_log, settings, since, until)
+    window = read_window(settings.inference_log, settings, since, until)
+    current, skipped = window.frame, describe_skipped(window.skipped)
     if len(current) < settings.monitor_min_rows:
         raise MonitorError(f"{len(current)} inference records in the window (at least "
                            f"{settings.monitor_min_rows} needed; see --window-hours, "
-                           f"--min-rows) under {settings.inference_log}")
+                           f"--min-rows) under {settings.inference_log}; {skipped}")
+    if window.valid_share < settings.monitor_min_valid_share:
+        raise MonitorError(f"only {window.valid_share:.0%} of the window's {window.lines} log "
+                           f"lines are valid records (at least "
+                           f"{settings.monitor_min_valid_share:.0%} needed); {skipped}")
     champion = find_champion(settings)
     versions = current["model_version"].astype(str).str.split("+").str[0]
     served = sorted(set(versions))
@@ -230,7 +243,8 @@ def run_monitor(settings: Settings, since: datetime | None = None,
                      "run_id": champion.run_id},
         "served_versions": served, "window": {
             "since": str(current["time"].min()), "until": str(current["time"].max()),
-            "records": len(current)},
+            "records": len(current), "lines": window.lines,
+            "skipped_lines": window.skipped},
         **result.summary(),
         "html": f"{settings.reports.rstrip('/')}/drift-{stamp}.html"}
     html, summary_path = _write_reports(result.snapshot, summary, settings.reports, stamp,

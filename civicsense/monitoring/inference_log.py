@@ -21,12 +21,15 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import queue
 import socket
+import tempfile
 import threading
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from civicsense import PROBABILITY_COLUMNS
+from civicsense.data.readers import Line, read_lines
 from civicsense.features.featurizer import DESCRIPTOR_NAMES
 from civicsense.settings import Settings
 from civicsense.storage import gcs_client, is_gcs, split_gcs_uri
@@ -46,6 +50,7 @@ BASE_COLUMNS: tuple[str, ...] = ("time", "request_id", "model_version", "source"
 # The record schema, in order. `source` says which writer made it: "server" or "sink".
 RECORD_COLUMNS: tuple[str, ...] = (*BASE_COLUMNS, *DESCRIPTOR_NAMES)
 PARTITION = "date="
+MAX_RECORD_BYTES = 1 << 20  # a record holds one text of at most a few KB
 
 
 def make_records(texts: Sequence[str], labels: Sequence[str], probabilities: Any,
@@ -217,45 +222,120 @@ def _days(since: datetime, until: datetime) -> list[str]:
             for i in range((last - first).days + 1)]
 
 
-def _lines_local(root: str, days: list[str]) -> list[str]:
-    lines: list[str] = []
+def _lines_local(root: str, days: list[str]) -> Iterator[Line]:
     for day in days:
         for path in sorted((Path(root) / day).glob("*.jsonl")):
-            lines.extend(path.read_text(encoding="utf-8").splitlines())
-    return lines
+            yield from read_lines(path, MAX_RECORD_BYTES)
 
 
-def _lines_gcs(root: str, days: list[str], settings: Settings) -> list[str]:
+def _lines_gcs(root: str, days: list[str], settings: Settings) -> Iterator[Line]:
     bucket_name, prefix = split_gcs_uri(root)
     client = gcs_client(settings)
-    lines: list[str] = []
     for day in days:
         day_prefix = "/".join(p for p in (prefix, day) if p) + "/"
         for blob in client.list_blobs(bucket_name, prefix=day_prefix):
             if blob.name.endswith(".jsonl"):
-                lines.extend(blob.download_as_text(encoding="utf-8").splitlines())
-    return lines
+                with tempfile.NamedTemporaryFile(suffix=".jsonl") as copy:
+                    blob.download_to_filename(copy.name)  # streamed to disk, read per line
+                    yield from read_lines(Path(copy.name), MAX_RECORD_BYTES)
+
+
+class BadLine(ValueError):
+    """A log line that is not a valid record; its message is the reason counted."""
+
+
+def _number(record: dict, column: str, reason: str, low: float = -math.inf,
+            high: float = math.inf) -> float:
+    value = record[column]
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadLine(reason)
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadLine(reason) from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise BadLine(reason)
+    return number
+
+
+def parse_record(text: str) -> dict:
+    """One log line → a record with typed values (time as an aware UTC datetime, floats for
+    probabilities and descriptors). Raises BadLine(reason) for anything else."""
+    try:
+        record = json.loads(text)
+    except ValueError:
+        raise BadLine("not_json") from None
+    if not isinstance(record, dict):
+        raise BadLine("not_a_record")
+    if any(column not in record for column in RECORD_COLUMNS):
+        raise BadLine("missing_fields")
+    record = {c: record[c] for c in RECORD_COLUMNS}
+    try:
+        when = datetime.fromisoformat(record["time"])
+    except (TypeError, ValueError):
+        raise BadLine("bad_time") from None
+    if when.tzinfo is None:
+        raise BadLine("bad_time")
+    record["time"] = when.astimezone(UTC)
+    if not isinstance(record["text"], str) or not isinstance(record["label"], str):
+        raise BadLine("bad_text_or_label")
+    for column in ("request_id", "model_version", "source"):
+        record[column] = str(record[column])
+    for column in PROBABILITY_COLUMNS:
+        record[column] = _number(record, column, "bad_probability", 0.0, 1.0)
+    for column in DESCRIPTOR_NAMES:
+        record[column] = _number(record, column, "bad_descriptor")
+    return record
+
+
+@dataclass
+class LogWindow:
+    """The valid records of a window, and what was skipped: `lines` non-blank lines read,
+    `skipped` {reason: count} (invalid_utf8, line_too_long, not_json, bad_time, …)."""
+
+    frame: pd.DataFrame
+    lines: int
+    skipped: dict[str, int]
+
+    @property
+    def valid_share(self) -> float:
+        return 1.0 if not self.lines else 1 - sum(self.skipped.values()) / self.lines
+
+
+def read_window(root: str, settings: Settings, since: datetime | None = None,
+                until: datetime | None = None) -> LogWindow:
+    """Records with since <= time < until (default: the last monitor window), decoded and
+    validated line by line: an invalid line is skipped and counted by reason, never fatal."""
+    until = until or datetime.now(UTC) + timedelta(seconds=1)
+    since = since or until - timedelta(hours=settings.monitor_window_hours)
+    since, until = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until))
+    days = _days(since, until)
+    lines = _lines_gcs(root, days, settings) if is_gcs(root) else _lines_local(root, days)
+    rows, skipped, read = [], Counter(), 0
+    for line in lines:
+        if line.text is not None and not line.text.strip():
+            continue
+        read += 1
+        try:
+            if line.text is None:
+                raise BadLine(line.problem)
+            record = parse_record(line.text)
+        except BadLine as reason:
+            skipped[str(reason)] += 1
+            continue
+        if since <= record["time"] < until:
+            rows.append(record)
+    if skipped:
+        log.warning("inference log: skipped %d invalid lines %s", sum(skipped.values()),
+                    dict(skipped))
+    frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+    return LogWindow(frame, read, dict(sorted(skipped.items())))
 
 
 def read_log(root: str, settings: Settings, since: datetime | None = None,
              until: datetime | None = None) -> pd.DataFrame:
-    """Records with since <= time < until (default: the last monitor window) as a DataFrame
-    with RECORD_COLUMNS; `time` is a UTC timestamp. Unparseable lines are skipped and logged."""
-    until = until or datetime.now(UTC) + timedelta(seconds=1)
-    since = since or until - timedelta(hours=settings.monitor_window_hours)
-    days = _days(since, until)
-    lines = _lines_gcs(root, days, settings) if is_gcs(root) else _lines_local(root, days)
-    rows, bad = [], 0
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            rows.append(validate_record(json.loads(line)))
-        except (ValueError, TypeError):
-            bad += 1
-    if bad:
-        log.warning("inference log: skipped %d unreadable lines", bad)
-    frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
-    frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
-    frame = frame[(frame["time"] >= pd.Timestamp(since)) & (frame["time"] < pd.Timestamp(until))]
-    return frame.sort_values("time", kind="stable").reset_index(drop=True)
+    """The valid records of a window as a DataFrame with RECORD_COLUMNS (`time` a UTC
+    timestamp); invalid lines are skipped (read_window counts them)."""
+    return read_window(root, settings, since, until).frame

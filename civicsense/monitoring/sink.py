@@ -8,14 +8,25 @@ headers (`ce-id`, `ce-type` = org.kubeflow.serving.inference.request|response, `
 `ce-inferenceservicename`, …); request and response share `ce-id`. Structured mode
 (`application/cloudevents+json`) is accepted too. V1 and V2 bodies are both understood.
 
+Trust and cost (issue 12): with `CIVICSENSE_SINK_TOKEN` set, an event must carry the token —
+`?token=…` in the logger URL (KServe's `logger.url` is a plain URL and the logger sends no
+headers of its own) or `Authorization: Bearer …` — else 401, counted, never written. A body
+over `sink_body_limit` is a 413 (read no further), one not received within
+`sink_body_timeout` a 408; unmatched halves are held within
+`sink_pending_bytes`, the oldest dropped and counted beyond it. Every unusable event is a 202
+with `{"accepted": false, "error": …}` so the logger does not retry garbage.
+
 Pairing is in memory: run one replica (manifests/monitoring/log-sink.yaml), or halves of a pair
 may land on different replicas and be counted as `unpaired`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hmac
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -24,6 +35,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from civicsense import LABELS
 from civicsense.monitoring.inference_log import InferenceLogger
@@ -32,92 +44,244 @@ from civicsense.settings import Settings
 log = logging.getLogger(__name__)
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+ITEM_OVERHEAD = 64  # bytes a held text or prediction costs beyond its characters
 
 
 class BadEvent(ValueError):
     """An event the sink cannot turn into records."""
 
 
+class TooLarge(ValueError):
+    """A body over the sink's limit."""
+
+
+def _strings(items: Any, what: str) -> list[str]:
+    if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+        raise BadEvent(f"{what} is not a list of strings")
+    return items
+
+
 def texts_of_request(body: dict) -> list[str]:
     """V1 {"instances": [...]} or V2 {"inputs": [{"name": "text", "data": [...]}]}."""
-    if isinstance(body.get("instances"), list):
-        return [str(t) for t in body["instances"]]
-    for tensor in body.get("inputs") or []:
-        if tensor.get("name") == "text":
-            return [str(t) for t in tensor.get("data") or []]
+    if "instances" in body:
+        return _strings(body["instances"], "instances")
+    inputs = body.get("inputs")
+    if isinstance(inputs, list):
+        for tensor in inputs:
+            if isinstance(tensor, dict) and tensor.get("name") == "text":
+                return _strings(tensor.get("data"), "the 'text' input's data")
     raise BadEvent("request has neither instances nor a 'text' input")
+
+
+def _probability(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadEvent(f"probability {value!r} is not a number")
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise BadEvent(f"probability {value!r} is not in [0, 1]")
+    return float(value)
 
 
 def predictions_of_response(body: dict) -> tuple[list[str], list[list[float]], str]:
     """Labels, probability rows (LABELS order) and model version of a V1 or V2 response."""
-    version = str(body.get("model_version") or "unknown")
-    if isinstance(body.get("predictions"), list):
+    version = body.get("model_version")
+    version = str(version) if isinstance(version, str | int) and version != "" else "unknown"
+    if "predictions" in body:
+        predictions = body["predictions"]
+        if not isinstance(predictions, list):
+            raise BadEvent("predictions is not a list")
         labels, rows = [], []
-        for item in body["predictions"]:
-            labels.append(str(item["label"]))
-            rows.append([float(item["probabilities"][label]) for label in LABELS])
+        for item in predictions:
+            if not isinstance(item, dict) or not isinstance(item.get("probabilities"), dict):
+                raise BadEvent("a prediction lacks label/probabilities")
+            labels.extend(_strings([item.get("label")], "a prediction's label"))
+            probabilities = item["probabilities"]
+            if set(LABELS) - set(probabilities):
+                raise BadEvent(f"a prediction's probabilities lack {LABELS}")
+            rows.append([_probability(probabilities[label]) for label in LABELS])
         return labels, rows, version
-    outputs = {o.get("name"): o for o in body.get("outputs") or []}
-    if "label" not in outputs or "probabilities" not in outputs:
+    outputs = body.get("outputs")
+    named = ({o.get("name"): o for o in outputs if isinstance(o, dict)}
+             if isinstance(outputs, list) else {})
+    if not all(isinstance(named.get(n), dict) for n in ("label", "probabilities")):
         raise BadEvent("response has neither predictions nor label/probabilities outputs")
-    labels = [str(x) for x in outputs["label"]["data"]]
-    flat = [float(x) for x in outputs["probabilities"]["data"]]
+    labels = _strings(named["label"].get("data"), "the label output's data")
+    data = named["probabilities"].get("data")
+    if not isinstance(data, list):
+        raise BadEvent("the probabilities output's data is not a list")
+    flat = [x for row in data for x in row] if data and isinstance(data[0], list) else data
     width = len(LABELS)
+    if len(flat) != width * len(labels):
+        raise BadEvent(f"{len(flat)} probabilities for {len(labels)} labels")
+    flat = [_probability(x) for x in flat]
     return labels, [flat[i:i + width] for i in range(0, len(flat), width)], version
 
 
+def parse_event(headers, raw: bytes) -> tuple[str, str, Any, int]:
+    """(event id, "request"/"response", its extracted content, bytes it costs to hold) from a
+    binary or structured event. Any malformation is a BadEvent, whatever its kind."""
+    try:
+        return _parse_event(headers, raw)
+    except BadEvent:
+        raise
+    except Exception as error:  # noqa: BLE001 - untrusted input: every failure is "unusable"
+        raise BadEvent(f"malformed event ({type(error).__name__}: {error})") from None
+
+
+def _parse_event(headers, raw: bytes) -> tuple[str, str, Any, int]:
+    try:
+        body: Any = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError as error:
+        raise BadEvent(f"body is not JSON: {error}") from None
+    if headers.get("content-type", "").startswith("application/cloudevents+json"):
+        if not isinstance(body, dict):
+            raise BadEvent("structured event is not a JSON object")
+        event_id, event_type = body.get("id"), body.get("type")
+        if "data_base64" in body:
+            encoded = body["data_base64"]
+            if not isinstance(encoded, str):
+                raise BadEvent("data_base64 is not a string")
+            body = orjson.loads(base64.b64decode(encoded, validate=True))
+        else:
+            body = body.get("data")
+    else:
+        event_id, event_type = headers.get("ce-id"), headers.get("ce-type")
+    if not isinstance(event_id, str | int) or isinstance(event_id, bool) or event_id == "":
+        raise BadEvent("no CloudEvent id (ce-id header)")
+    if not isinstance(body, dict):
+        raise BadEvent("payload is not a JSON object")
+    event_type = event_type if isinstance(event_type, str) else ""
+    if event_type.endswith(".request"):
+        texts = texts_of_request(body)
+        return str(event_id), "request", texts, len(raw) + ITEM_OVERHEAD * len(texts)
+    if event_type.endswith(".response"):
+        labels, rows, version = predictions_of_response(body)
+        return (str(event_id), "response", (labels, rows, version),
+                len(raw) + ITEM_OVERHEAD * 4 * len(labels))
+    raise BadEvent(f"unknown event type {event_type!r}")
+
+
 class Pairing:
-    """Request and response halves by event id; bounded, oldest halves expire."""
+    """Request and response halves by event id, within a memory budget (`max_bytes`, counted
+    as the halves' body sizes) and a time to live; the oldest halves go first."""
 
-    def __init__(self, max_pending: int = 10_000, ttl: float = 300.0):
-        self.pending: OrderedDict[str, tuple[float, dict]] = OrderedDict()
-        self.max_pending, self.ttl = max_pending, ttl
+    def __init__(self, max_bytes: int = 64 << 20, ttl: float = 300.0,
+                 max_pending: int = 10_000):
+        self.pending: OrderedDict[str, tuple[float, dict, int]] = OrderedDict()
+        self.max_bytes, self.ttl, self.max_pending = max_bytes, ttl, max_pending
+        self.bytes = 0
         self.lock = threading.Lock()
-        self.unpaired = 0
+        self.unpaired = 0  # halves dropped: expired, over budget, or too large to hold
 
-    def add(self, event_id: str, kind: str, body: dict) -> dict | None:
+    def _drop_oldest(self) -> None:
+        _, (_, halves, size) = self.pending.popitem(last=False)
+        self.bytes -= size
+        self.unpaired += len(halves)
+
+    def add(self, event_id: str, kind: str, content: Any, size: int) -> dict | None:
         """Store a half; when both halves are in, return {"request": …, "response": …}."""
         now = time.monotonic()
         with self.lock:
-            while self.pending and (len(self.pending) >= self.max_pending
-                                    or now - next(iter(self.pending.values()))[0] > self.ttl):
-                self.pending.popitem(last=False)
-                self.unpaired += 1
-            _, halves = self.pending.pop(event_id, (now, {}))
-            halves[kind] = body
+            while self.pending and now - next(iter(self.pending.values()))[0] > self.ttl:
+                self._drop_oldest()
+            stamp, halves, held = self.pending.pop(event_id, (now, {}, 0))
+            self.bytes -= held
+            if kind in halves:
+                self.unpaired += 1  # a repeated half replaces the one held
+            halves[kind] = content
             if "request" in halves and "response" in halves:
                 return halves
-            self.pending[event_id] = (now, halves)
+            held += size
+            while self.pending and (self.bytes + held > self.max_bytes
+                                    or len(self.pending) >= self.max_pending):
+                self._drop_oldest()
+            if held > self.max_bytes:
+                self.unpaired += len(halves)
+                return None
+            self.pending[event_id] = (stamp, halves, held)
+            self.bytes += held
             return None
+
+
+def authorized(request: Request, token: str | None) -> bool:
+    """True without a configured token; else the token must come as `?token=` or as
+    `Authorization: Bearer` (compared in constant time)."""
+    if token is None:
+        return True
+    expected = token.encode()
+    given = request.query_params.get("token")
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    candidates = [given] if given is not None else []
+    if scheme.lower() == "bearer":
+        candidates.append(credential.strip())
+    return any(hmac.compare_digest(c.encode(), expected) for c in candidates)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, read no further than `limit` bytes (TooLarge beyond it)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body of {declared} bytes is over the sink's limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body is over the sink's limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_app(settings: Settings, writer: InferenceLogger | None = None):
     """The ASGI app: POST /events (KServe logger target), GET /healthz, GET /stats."""
     app = FastAPI(title="CivicSense inference-log sink")
     writer = writer or InferenceLogger(settings.inference_log, settings, source="sink")
-    pairing = Pairing()
-    counts = {"events": 0, "pairs": 0, "records": 0, "bad": 0}
+    pairing = Pairing(settings.sink_pending_bytes)
+    token = settings.sink_token.get_secret_value() if settings.sink_token else None
+    limit = settings.sink_body_limit
+    counts = {"events": 0, "pairs": 0, "records": 0, "bad": 0, "unauthorized": 0,
+              "too_large": 0, "slow": 0}
     app.state.writer, app.state.pairing, app.state.counts = writer, pairing, counts
+
+    def unusable(reason: str) -> JSONResponse:
+        counts["bad"] += 1
+        log.warning("sink: unusable event: %s", reason[:300])
+        return JSONResponse({"accepted": False, "error": reason}, status_code=202)
 
     @app.post("/events", status_code=202)
     @app.post("/", status_code=202, include_in_schema=False)
     async def events(request: Request):
         counts["events"] += 1
+        if not authorized(request, token):
+            counts["unauthorized"] += 1
+            log.warning("sink: event without a valid token from %s dropped",
+                        request.client.host if request.client else "?")
+            return JSONResponse({"error": "missing or wrong sink token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
         try:
-            event_id, kind, body = _parse_event(request.headers, await request.body())
-            halves = pairing.add(event_id, kind, body) if kind else None
-            if halves:
-                texts = texts_of_request(halves["request"])
-                labels, rows, version = predictions_of_response(halves["response"])
-                if not len(texts) == len(labels) == len(rows):
-                    raise BadEvent(f"{len(texts)} texts but {len(labels)} predictions")
-                writer.log(texts, labels, rows, version, request_id=event_id)
-                counts["pairs"] += 1
-                counts["records"] += len(texts)
+            async with asyncio.timeout(settings.sink_body_timeout):
+                raw = await read_body(request, limit)
+        except TimeoutError:
+            counts["slow"] += 1
+            return JSONResponse({"error": f"body not received within "
+                                 f"{settings.sink_body_timeout:g} s"}, status_code=408,
+                                headers={"Connection": "close"})
+        except TooLarge as error:
+            counts["too_large"] += 1
+            return JSONResponse({"error": str(error)}, status_code=413,
+                                headers={"Connection": "close"})
+        except ClientDisconnect:
+            return JSONResponse({"error": "client disconnected"}, status_code=400)
+        try:
+            event_id, kind, content, size = parse_event(request.headers, raw)
         except BadEvent as error:  # answer 202 anyway: the logger must not retry garbage
-            counts["bad"] += 1
-            log.warning("sink: unusable event: %s", error)
-            return JSONResponse({"accepted": False, "error": str(error)}, status_code=202)
+            return unusable(str(error))
+        halves = pairing.add(event_id, kind, content, size)
+        if halves:
+            texts, (labels, rows, version) = halves["request"], halves["response"]
+            if len(texts) != len(labels):
+                return unusable(f"{len(texts)} texts but {len(labels)} predictions")
+            writer.log(texts, labels, rows, version, request_id=event_id)
+            counts["pairs"] += 1
+            counts["records"] += len(texts)
         return {"accepted": True}
 
     @app.get("/healthz")
@@ -127,33 +291,8 @@ def create_app(settings: Settings, writer: InferenceLogger | None = None):
     @app.get("/stats")
     async def stats():
         return {**counts, "unpaired": pairing.unpaired, "pending": len(pairing.pending),
+                "pending_bytes": pairing.bytes, "auth": token is not None,
                 "logged": writer.stats.logged, "failed": writer.stats.failed,
                 "dropped": writer.stats.dropped}
 
     return app
-
-
-def _parse_event(headers, raw: bytes) -> tuple[str, str | None, dict]:
-    """(event id, "request"/"response"/None, JSON payload) from a binary or structured event."""
-    try:
-        body: Any = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as error:
-        raise BadEvent(f"body is not JSON: {error}") from None
-    content_type = headers.get("content-type", "")
-    if content_type.startswith("application/cloudevents+json"):
-        event_id, event_type = body.get("id"), body.get("type", "")
-        if "data_base64" in body:
-            body = orjson.loads(base64.b64decode(body["data_base64"]))
-        else:
-            body = body.get("data")
-    else:
-        event_id, event_type = headers.get("ce-id"), headers.get("ce-type", "")
-    if not event_id:
-        raise BadEvent("no CloudEvent id (ce-id header)")
-    if not isinstance(body, dict):
-        raise BadEvent("payload is not a JSON object")
-    kind = ("request" if event_type.endswith(".request") else
-            "response" if event_type.endswith(".response") else None)
-    if kind is None:
-        raise BadEvent(f"unknown event type {event_type!r}")
-    return str(event_id), kind, body

@@ -88,12 +88,40 @@ def trigger_lock(settings: Settings, timeout: float = 60.0) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+class TriggerStateError(TriggerError):
+    """The trigger state file exists but cannot be trusted: no run may start on it."""
+
+
 def read_state(settings: Settings) -> dict:
+    """The last triggered run ({} before the first). A state file that is unreadable, not a
+    JSON object, or whose `triggered_at` is not an ISO time raises TriggerStateError: a
+    forgotten cooldown would start a second run, so a corrupt state must stop the trigger."""
     path = settings.monitor_dir / STATE_FILE
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        state = json.loads(path.read_bytes())
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as error:
+        raise TriggerStateError(f"{path} is unreadable ({type(error).__name__}); no run "
+                                "started: fix or remove it once no retraining run is "
+                                "going on") from None
+    if not _valid_state(state):
+        raise TriggerStateError(f"{path} does not hold a valid trigger state; no run started: "
+                                "fix or remove it once no retraining run is going on")
+    return state
+
+
+def _valid_state(state: object) -> bool:
+    """A JSON object whose `triggered_at` is an aware ISO time and `run.pid` an int, if set."""
+    if not isinstance(state, dict) or not isinstance(state.get("run", {}), dict):
+        return False
+    pid, triggered = state.get("run", {}).get("pid"), state.get("triggered_at")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
+        return False
+    try:
+        return triggered is None or datetime.fromisoformat(triggered).tzinfo is not None
+    except (TypeError, ValueError):
+        return False
 
 
 def _write_state(settings: Settings, state: dict) -> None:
@@ -168,7 +196,11 @@ def maybe_retrain(settings: Settings, drift_detected: bool, drift_share: float,
         return record_decision(settings, "skipped", "retrain_on_drift is off", **details)
     launcher = launcher or default_launcher(settings)
     with trigger_lock(settings):
-        state = read_state(settings)
+        try:
+            state = read_state(settings)
+        except TriggerStateError as error:  # fail safe: a corrupt state starts no run
+            record_decision(settings, "skipped", str(error), **details)
+            raise
         now = datetime.now(UTC)
         last = state.get("triggered_at")
         if last:

@@ -21,7 +21,9 @@ ALLOWED = {
     "training": {"features", "data"},
     "monitoring": {"training", "features", "data"},
     "serving": {"monitoring.inference_log", "training", "features", "data"},
-    "cli": {"serving", "monitoring", "training", "features", "data"},
+    # deploy renders and validates the cluster objects, the rollout's patched ones included.
+    "deploy": {"serving", "training", "features", "data"},
+    "cli": {"deploy", "serving", "monitoring", "training", "features", "data"},
 }
 BASE = {"civicsense", "civicsense.settings", "civicsense.storage"}
 

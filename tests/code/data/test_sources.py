@@ -97,3 +97,8 @@ def test_local_fingerprint_changes_when_a_file_changes(tmp_path):
     before = fingerprint(str(tmp_path), Settings())
     (tmp_path / "a.csv").write_text("text,label\nhi,negative\nyo,neutral\n")
     assert fingerprint(str(tmp_path), Settings()) != before
+
+
+def test_an_unreachable_gcs_source_is_a_source_error(gcs):
+    with pytest.raises(SourceError, match="cannot read gs://no-such-bucket/raw/: NotFound"):
+        fetch("gs://no-such-bucket/raw/", FIXTURES / "unused", Settings())

@@ -86,11 +86,13 @@ def test_structured_mode_and_unusable_events(sink):
         assert reply.status_code == 202 and reply.json()["accepted"]
     for bad in (b"not json", json.dumps({"instances": TEXTS}).encode()):  # no ce-id
         assert client.post("/events", content=bad).json()["accepted"] is False
-    assert binary(client, "ev-10", "request", {"nothing": 1}).status_code == 202
-    assert binary(client, "ev-10", "response", response).json()["accepted"] is False
+    refused = binary(client, "ev-10", "request", {"nothing": 1})  # unusable on arrival
+    assert refused.status_code == 202 and refused.json()["accepted"] is False
+    assert binary(client, "ev-10", "response", response).json()["accepted"]  # held, unpaired
     assert app.state.writer.flush(20)
     assert len(read_log(settings.inference_log, settings)) == 3
-    assert client.get("/stats").json()["bad"] == 3
+    stats = client.get("/stats").json()
+    assert stats["bad"] == 3 and stats["pending"] == 1
 
 
 def test_the_sink_writes_to_gcs(gcs, tmp_path):

@@ -76,11 +76,15 @@ def test_topic_shift_served_logged_and_monitored_is_drift(monitored):
     logged = read_log(monitored.inference_log, monitored)
     assert len(logged) == ROWS and set(logged["model_version"]) == {model.loaded.version_tag}
 
+    day = next(Path(monitored.inference_log).glob("date=*"))  # damage beside the records
+    (day / "damaged.jsonl").write_bytes(b'{"text": "caf\xe9"}\n{"time": "soon"}\n')
     result = CliRunner().invoke(app, ["monitor"])
     assert result.exit_code == 1, result.output
     assert "drift_detected: true" in result.output and "drift_share:" in result.output
+    assert "skipped 2 invalid lines (invalid_utf8 1, missing_fields 1)" in result.output
     summary = json.loads((Path(monitored.reports) / "latest.json").read_text())
     assert summary["drift_detected"] and summary["window"]["records"] == ROWS
+    assert summary["window"]["skipped_lines"] == {"invalid_utf8": 1, "missing_fields": 1}
     assert summary["columns"]["text"]["drifted"]
     assert Path(summary["html"]).stat().st_size > 100_000  # the self-contained Evidently page
     decisions = [d["decision"] for d in read_decisions(monitored)]
@@ -93,3 +97,17 @@ def test_could_not_run_is_exit_2_and_recorded(monitored):
     assert read_decisions(monitored)[-1]["reason"].startswith("could not run")
     result = CliRunner().invoke(app, ["monitor", "--since", "yesterday"])
     assert result.exit_code == 2
+
+
+def test_a_window_mostly_invalid_is_exit_2(monitored):
+    from civicsense.monitoring.inference_log import make_records, write_records
+
+    texts = [f"post number {i}" for i in range(120)]
+    records = make_records(texts, ["neutral"] * 120, [[0.2, 0.6, 0.2]] * 120, "1+a")
+    write_records(records, monitored.inference_log, monitored, writer="good")
+    day = next(Path(monitored.inference_log).glob("date=*"))
+    (day / "damaged.jsonl").write_bytes(b"{not json\n" * 200)
+    result = CliRunner().invoke(app, ["monitor"])
+    assert result.exit_code == 2, result.output
+    assert "only 38% of the window's 320 log lines are valid records" in result.output
+    assert "skipped 200 invalid lines (not_json 200)" in result.output

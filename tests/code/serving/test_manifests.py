@@ -21,7 +21,10 @@ from civicsense.serving.rollout import (
 from tests_support import ROOT
 
 MANIFESTS = ROOT / "manifests"
-FILES = sorted(MANIFESTS.rglob("*.yaml"))
+BASE, EXAMPLES = MANIFESTS / "base", MANIFESTS / "examples"
+# Whole objects (the overlays hold kustomizations and partial patches).
+FILES = sorted(p for p in [*BASE.rglob("*.yaml"), *EXAMPLES.rglob("*.yaml")]
+               if p.name != "kustomization.yaml")
 
 
 def docs(path: Path) -> list[dict]:
@@ -43,7 +46,7 @@ def test_manifest_parses_into_the_sdk_models(path):
 
 
 def test_the_runtime_serves_mlflow_3_on_v1_and_v2():
-    runtime = parse_manifest(docs(MANIFESTS / "servingruntime.yaml")[0])
+    runtime = parse_manifest(docs(BASE / "serving" / "servingruntime.yaml")[0])
     assert [(f.name, f.version) for f in runtime.spec.supported_model_formats] == [("mlflow", "3")]
     assert set(runtime.spec.protocol_versions) == {"v1", "v2"}
     env = {e.name: e.value for e in runtime.spec.containers[0].env}
@@ -51,7 +54,7 @@ def test_the_runtime_serves_mlflow_3_on_v1_and_v2():
 
 
 def test_the_inference_service_is_wired_for_gcs_logging_and_canaries():
-    isvc = parse_manifest(docs(MANIFESTS / "inferenceservice.yaml")[0])
+    isvc = parse_manifest(docs(BASE / "serving" / "inferenceservice.yaml")[0])
     predictor = isvc.spec.predictor
     assert predictor.model.model_format.name == "mlflow"
     assert predictor.model.runtime == "civicsense-mlflow"
@@ -59,7 +62,7 @@ def test_the_inference_service_is_wired_for_gcs_logging_and_canaries():
     assert predictor.logger.mode == "all" and predictor.logger.url
     assert predictor.service_account_name == "civicsense-serving"
     assert predictor.model.resources.limits["cpu"]
-    secret_docs = docs(MANIFESTS / "storage-secret.example.yaml")
+    secret_docs = docs(EXAMPLES / "storage-secret.example.yaml")
     account = parse_manifest(secret_docs[1])
     assert [s.name for s in account.secrets] == [secret_docs[0]["metadata"]["name"]]
 
@@ -73,7 +76,7 @@ def test_the_inference_service_is_wired_for_gcs_logging_and_canaries():
     (lambda d: d["spec"]["predictor"]["model"]["env"].append({"value": "1"}), "name"),
 ])
 def test_the_parser_is_strict(mutate, where):
-    doc = docs(MANIFESTS / "inferenceservice.yaml")[0]
+    doc = docs(BASE / "serving" / "inferenceservice.yaml")[0]
     mutate(doc)
     with pytest.raises(ManifestError, match=where):
         parse_manifest(doc)
@@ -86,8 +89,8 @@ def strip(doc: dict) -> dict:
 
 
 def test_canary_patch_makes_the_serverless_canary_variant_and_promote_rollback_undo_it():
-    base = docs(MANIFESTS / "inferenceservice.yaml")[0]
-    variant = docs(MANIFESTS / "canary" / "serverless-canary.yaml")[0]
+    base = docs(BASE / "serving" / "inferenceservice.yaml")[0]
+    variant = docs(EXAMPLES / "canary" / "serverless-canary.yaml")[0]
     model = variant["spec"]["predictor"]["model"]
     patch = canary_patch(model["storageUri"], "2", "RUN_ID_OF_THE_CHALLENGER", 10)
     patched = merge_patch(base, patch)
@@ -103,7 +106,7 @@ def test_canary_patch_makes_the_serverless_canary_variant_and_promote_rollback_u
 
 
 def test_standard_mode_patches_make_the_spec_canary_variant():
-    variant = docs(MANIFESTS / "canary" / "standard-canary.yaml")[0]
+    variant = docs(EXAMPLES / "canary" / "standard-canary.yaml")[0]
     base = copy.deepcopy(variant)
     del base["spec"]["canary"]
     canary = variant["spec"]["canary"][0]

@@ -21,7 +21,7 @@ from civicsense.settings import PROJECT_ROOT, Settings
 from civicsense.training.schedule import create_schedule, validate_cron
 
 MANIFESTS = PROJECT_ROOT / "manifests"
-MONITORING = MANIFESTS / "monitoring"
+MONITORING = MANIFESTS / "base" / "monitoring"
 
 
 def docs(path: Path) -> dict:
@@ -88,7 +88,7 @@ def test_schedule_cli_refuses_five_fields_before_any_call(kfp_api):
 
 
 def test_the_recurring_run_spec_parses_into_the_kfp_api_model():
-    spec = json.loads((MONITORING / "recurring-run.json").read_text())
+    spec = json.loads((MANIFESTS / "kfp" / "recurring-run.json").read_text())
     run = api_model(spec, "V2beta1RecurringRun")
     validate_cron(run.trigger.cron_schedule.cron)
     api_model(spec["trigger"], "V2beta1Trigger")
@@ -105,7 +105,8 @@ def test_the_monitor_cronjob_runs_the_component_image_with_secret_credentials():
     assert cronjob.spec.concurrency_policy == "Forbid"
     pod = cronjob.spec.job_template.spec.template.spec
     container, = pod.containers
-    assert container.image == Settings().component_image
+    # The base names the component image; each overlay's `images:` sets registry and tag.
+    assert container.image == "civicsense-components"
     assert container.command == ["civicsense", "monitor"]
     assert [e.config_map_ref.name for e in container.env_from] == ["civicsense-monitoring"]
     volumes = {v.name: v for v in pod.volumes}
@@ -119,8 +120,11 @@ def test_the_monitor_cronjob_runs_the_component_image_with_secret_credentials():
     assert pod.restart_policy == "Never" and cronjob.spec.job_template.spec.backoff_limit == 0
     assert Settings(**{k.removeprefix("CIVICSENSE_").lower(): v for k, v in data.items()})
     assert data["CIVICSENSE_INFERENCE_LOG_URI"].startswith("gs://")
-    assert parse_manifest(config[("ServiceAccount", "civicsense-monitor")])
-    secret = docs(MANIFESTS / "storage-secret.example.yaml")[("Secret", "civicsense-gcs")]
+    rbac = docs(MONITORING / "monitor-rbac.yaml")
+    assert parse_manifest(rbac[("ServiceAccount", "civicsense-monitor")])
+    assert pod.service_account_name == "civicsense-monitor"
+    examples = MANIFESTS / "examples"
+    secret = docs(examples / "storage-secret.example.yaml")[("Secret", "civicsense-gcs")]
     assert data["GOOGLE_APPLICATION_CREDENTIALS"].rsplit("/", 1)[1] in secret["stringData"]
 
 
@@ -134,7 +138,8 @@ def test_the_sink_service_is_where_the_inference_service_logger_posts():
     assert service.spec.selector == deployment.spec.selector.match_labels
     port, = service.spec.ports
     assert port.target_port == container.ports[0].name
-    isvc, = [d for d in yaml.safe_load_all((MANIFESTS / "inferenceservice.yaml").read_text())]
+    isvc_file = MANIFESTS / "base" / "serving" / "inferenceservice.yaml"
+    isvc, = [d for d in yaml.safe_load_all(isvc_file.read_text())]
     logger = isvc["spec"]["predictor"]["logger"]
     url = urlparse(logger["url"])
     assert logger["mode"] == "all"

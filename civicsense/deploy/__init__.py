@@ -1,0 +1,1 @@
+"""Deployment to a cluster: kustomize rendering, schema validation, bring-up commands."""

@@ -1,0 +1,204 @@
+"""Run a bring-up plan (civicsense.deploy.bringup) or, with dry_run, print every command and
+render + validate every manifest it would apply, touching no cluster (runs offline)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from civicsense.deploy.bringup import (
+    ISVC,
+    NAMESPACE,
+    Background,
+    CheckPipeline,
+    Command,
+    Render,
+    ServeAlias,
+    SinkToken,
+    Step,
+    Upload,
+)
+from civicsense.deploy.check import CHECK_TOKEN, Report, check_kfp, check_rendered
+from civicsense.deploy.render import fill_token, read_token, render, to_yaml
+from civicsense.settings import Settings
+
+Echo = Callable[[str], None]
+
+
+class StepFailed(RuntimeError):
+    """A step that did not succeed; the message names it and why."""
+
+
+def command_line(argv: tuple[str, ...], env: tuple[tuple[str, str], ...] = ()) -> str:
+    """The step as a copy-pasteable shell line."""
+    return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in env), *map(shlex.quote, argv)])
+
+
+def describe(step: Step) -> str:
+    """What a dry run prints for one step."""
+    if isinstance(step, Command):
+        return command_line(step.argv, step.env)
+    if isinstance(step, Background):
+        return command_line(step.argv) + " &"
+    if isinstance(step, Render):
+        return (f"civicsense deploy render {step.overlay} --component-image "
+                f"{step.component_image} --serving-image {step.serving_image} "
+                f"--sink-token-file {step.token_file} -o {step.out}")
+    if isinstance(step, SinkToken):
+        return f"test -s {step.path} || openssl rand -hex 32 > {step.path}"
+    if isinstance(step, Upload):
+        return (f"STORAGE_EMULATOR_HOST={step.emulator}: create buckets "
+                f"{', '.join(step.buckets)}; copy {step.source}/ to {step.uri}")
+    if isinstance(step, CheckPipeline):
+        return "civicsense deploy check (pipelines/civicsense_training.yaml, recurring run)"
+    if isinstance(step, ServeAlias):
+        where = f"<{{}} of @{step.alias} in {step.tracking_uri}>"
+        return command_line(_alias_patch_argv(step, where.format("storageUri"),
+                                              [where.format("version env")]))
+    raise TypeError(step)
+
+
+def render_step(step: Render, crd_cache: Path, dry_run: bool) -> Report:
+    """Render + validate with the real token (a stand-in in a dry run without one); write the
+    file, in a dry run with the placeholder, never with the stand-in."""
+    real = not dry_run or step.token_file.exists()
+    objects = render(step.overlay, step.component_image, step.serving_image)
+    filled = fill_token(objects, read_token(step.token_file) if real else CHECK_TOKEN)
+    report = Report()
+    check_rendered(step.overlay, filled, crd_cache, report)
+    if not report.ok:
+        raise StepFailed("the rendered overlay is invalid:\n  " + "\n  ".join(report.problems))
+    step.out.parent.mkdir(parents=True, exist_ok=True)
+    step.out.write_text(to_yaml(filled if real else objects))
+    if real:
+        step.out.chmod(0o600)   # it holds the token
+    return report
+
+
+def _wait_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StepFailed(f"exited ({process.returncode}) before port {port} answered")
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise StepFailed(f"port {port} did not answer in {timeout:.0f} s")
+
+
+def upload(step: Upload) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    from google.cloud.exceptions import Conflict
+
+    from civicsense.storage import split_gcs_uri
+
+    client = storage.Client(project="civicsense", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": step.emulator})
+    for bucket in step.buckets:
+        with contextlib.suppress(Conflict):   # already there: a second cluster-up
+            client.create_bucket(bucket)
+    bucket, prefix = split_gcs_uri(step.uri)
+    for path in sorted(p for p in step.source.rglob("*") if p.is_file()):
+        blob = f"{prefix}/{path.relative_to(step.source)}".lstrip("/")
+        client.bucket(bucket).blob(blob).upload_from_filename(str(path))
+
+
+def serve_alias(step: ServeAlias) -> None:
+    from civicsense.serving.rollout import cluster_uri, version_env
+    from civicsense.training.registry import find_version, registry_client
+
+    settings = Settings(mlflow_tracking_uri=step.tracking_uri)
+    version = find_version(registry_client(settings), settings.model_name, step.alias)
+    if version is None:
+        raise StepFailed(f"{settings.model_name} has no '{step.alias}' alias in "
+                         f"{step.tracking_uri}: did the pipeline run register a model?")
+    _run(_alias_patch_argv(step, cluster_uri(version, step.alias),
+                           version_env(version.number, version.run_id)))
+
+
+def _alias_patch_argv(step: ServeAlias, storage_uri: str, env: list) -> tuple[str, ...]:
+    patch = {"spec": {"predictor": {"model": {"storageUri": storage_uri, "env": env}}}}
+    return (step.kubectl, "--context", step.context, "-n", NAMESPACE, "patch",
+            f"inferenceservice/{ISVC}", "--type", "merge", "-p", json.dumps(patch))
+
+
+def _run(argv: tuple[str, ...], env: tuple[tuple[str, str], ...] = ()) -> None:
+    try:
+        done = subprocess.run(argv, env={**os.environ, **dict(env)}, check=False)
+    except OSError as error:
+        raise StepFailed(f"cannot run {argv[0]}: {error}") from None
+    if done.returncode != 0:
+        raise StepFailed(f"exit code {done.returncode}")
+
+
+def run_plan(steps: list[Step], crd_cache: Path, dry_run: bool = False,
+             echo: Echo = print) -> int:
+    """Each step in order, printed as `[i/n] title` and its command; the first failure stops
+    the plan (StepFailed). Background processes end with the plan. Returns the step count."""
+    background: list[subprocess.Popen] = []
+    try:
+        for index, step in enumerate(steps, 1):
+            echo(f"[{index}/{len(steps)}] {step.title}")
+            echo(f"    $ {describe(step)}")
+            try:
+                _execute(step, crd_cache, dry_run, background, echo)
+            except StepFailed as error:
+                raise StepFailed(f"step {index} ({step.title}) failed: {error}") from None
+    finally:
+        for process in background:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    return len(steps)
+
+
+def _execute(step: Step, crd_cache: Path, dry_run: bool,
+             background: list[subprocess.Popen], echo: Echo) -> None:
+    if isinstance(step, Render):
+        report = render_step(step, crd_cache, dry_run)
+        rendered = sum(1 for source, _, _ in report.checked if "rollout" not in source)
+        echo(f"    {rendered} objects rendered and valid (+ {len(report.checked) - rendered} "
+             f"rollout variants): {step.out}")
+        return
+    if isinstance(step, CheckPipeline):
+        report = Report()
+        check_kfp(report)
+        if not report.ok:
+            raise StepFailed("; ".join(report.problems))
+        echo(f"    valid: {', '.join(name for _, name, _ in report.checked)}")
+        return
+    if dry_run:
+        return
+    if isinstance(step, SinkToken):
+        if not step.path.exists():
+            step.path.parent.mkdir(parents=True, exist_ok=True)
+            step.path.write_text(secrets.token_hex(32))
+            step.path.chmod(0o600)
+    elif isinstance(step, Command):
+        _run(step.argv, step.env)
+    elif isinstance(step, Background):
+        try:
+            process = subprocess.Popen(step.argv, stdout=subprocess.DEVNULL,
+                                       start_new_session=True)
+        except OSError as error:
+            raise StepFailed(f"cannot run {step.argv[0]}: {error}") from None
+        background.append(process)
+        _wait_port(step.port, process)
+    elif isinstance(step, Upload):
+        upload(step)
+    elif isinstance(step, ServeAlias):
+        serve_alias(step)
