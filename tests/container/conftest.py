@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,7 +114,8 @@ def sink_container(docker_client, images, gcs):
 
     spec = manifest_container("Deployment", "civicsense-log-sink")
     port = spec["ports"][0]["containerPort"]
-    environment = {"CIVICSENSE_HOME": "/tmp/civicsense",
+    token = secrets.token_urlsafe(16)  # the civicsense-sink-token Secret on the cluster
+    environment = {"CIVICSENSE_HOME": "/tmp/civicsense", "CIVICSENSE_SINK_TOKEN": token,
                    "CIVICSENSE_INFERENCE_LOG_URI": f"{gcs}/inference-log",
                    "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"],
                    "CIVICSENSE_HEALTHCHECK_URL": f"http://127.0.0.1:{port}/healthz"}
@@ -123,6 +125,6 @@ def sink_container(docker_client, images, gcs):
                                              detach=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", container)
-        yield container, f"http://127.0.0.1:{port}", gcs
+        yield container, f"http://127.0.0.1:{port}", gcs, token
     finally:
         container.remove(force=True)

@@ -29,12 +29,13 @@ def post_json(url: str, body: dict, headers: dict | None = None) -> dict:
         return json.loads(response.read() or b"{}")
 
 
-def post_event(sink_url: str, event_id: str, kind: str, body: dict) -> dict:
-    """One KServe logger CloudEvent (binary mode), as the logger agent posts it."""
+def post_event(sink_url: str, event_id: str, kind: str, body: dict, token: str) -> dict:
+    """One KServe logger CloudEvent (binary mode), as the logger agent posts it to its
+    `logger.url` (which carries the sink's token as `?token=`)."""
     headers = {"ce-specversion": "1.0", "ce-source": "http://localhost:9081/",
                "ce-inferenceservicename": "civicsense-sentiment", "ce-id": event_id,
                "ce-type": REQUEST_TYPE if kind == "request" else RESPONSE_TYPE}
-    return post_json(f"{sink_url}/events", body, headers)
+    return post_json(f"{sink_url}/events?token={token}", body, headers)
 
 
 def manifest_container(kind: str, name: str) -> dict:

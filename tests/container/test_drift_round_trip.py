@@ -41,13 +41,13 @@ def test_drift_in_containers_triggers_one_retraining(docker_client, images, dock
     if not STANCE.is_dir():
         pytest.skip(f"absent: {STANCE}")
     settings, summary = docker_trained
-    _, sink_url, gcs = sink_container
+    _, sink_url, gcs, token = sink_container
     texts = _stance_texts(ROWS)
     for start in range(0, ROWS, 40):
         request = {"instances": texts[start:start + 40]}
         response = post_json(f"{served.url}/v1/models/civicsense-sentiment:predict", request)
-        assert post_event(sink_url, f"ev-{start}", "request", request)["accepted"]
-        assert post_event(sink_url, f"ev-{start}", "response", response)["accepted"]
+        assert post_event(sink_url, f"ev-{start}", "request", request, token)["accepted"]
+        assert post_event(sink_url, f"ev-{start}", "response", response, token)["accepted"]
 
     data = _small_copy_of_the_mirror(tmp_path / "new-data", RETRAIN_ROWS)
     home = str(settings.home_dir)
