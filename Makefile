@@ -51,6 +51,7 @@ bench: setup ## Benchmark the pipeline: cold run and unchanged rerun on the full
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(MAKE) lock-images
 
 clean: ## Remove local state (.civicsense) and caches, keep .venv
 	rm -rf .civicsense .pytest_cache .ruff_cache

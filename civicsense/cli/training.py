@@ -43,10 +43,15 @@ def run(
                                       show_default="none"),
     verbose: bool = typer.Option(False, help="Stream KFP's full output here (no log file) "
                                  "instead of one line per step."),
+    runner: str = typer.Option("subprocess", help="KFP local runner: subprocess, or docker "
+                               "(every step in the component image; docs/containers.md)."),
+    image: str = typer.Option(None, help="Component image for --runner docker.",
+                              show_default="civicsense-components:<version>-<git sha>"),
 ) -> None:
     """Run the training pipeline end to end on this machine (KFP local runner)."""
     from civicsense.data.ingest import IngestError
     from civicsense.data.sources import SourceError, check
+    from civicsense.training.docker_runner import EngineError, pick_runner
 
     if split not in {"time", "random"}:
         fail(f"--split must be 'time' or 'random', not {split!r}")
@@ -60,8 +65,9 @@ def run(
     started = time.perf_counter()
     try:
         check(settings.data, settings)
-        summary, log_path = _run_pipeline(settings, params, cache, verbose)
-    except (SourceError, IngestError) as error:
+        summary, log_path = _run_pipeline(settings, params, cache, verbose,
+                                          pick_runner(runner, settings, image))
+    except (SourceError, IngestError, ValueError, EngineError) as error:
         fail(str(error))
     except RuntimeError as error:  # the local runner reports a failed task this way
         fail(f"pipeline failed: {error}", 1)
@@ -76,8 +82,8 @@ def run(
                + (f"; full log: {log_path}" if log_path else ""))
 
 
-def _run_pipeline(settings: Settings, params: PipelineParams, cache: bool,
-                  verbose: bool) -> tuple[dict, Path | None]:
+def _run_pipeline(settings: Settings, params: PipelineParams, cache: bool, verbose: bool,
+                  runner: object | None) -> tuple[dict, Path | None]:
     """The local run, drawn as one line per step with a live bar; everything else to the log."""
     import sys
 
@@ -85,11 +91,12 @@ def _run_pipeline(settings: Settings, params: PipelineParams, cache: bool,
     from civicsense.training.runner import run_local, run_log_path
 
     if verbose:
-        return run_local(settings, params, cache=cache), None
+        return run_local(settings, params, cache=cache, runner=runner), None
     log_path = run_log_path(settings)
     console = RunConsole(sys.stdout, params.sample_size or FULL_DATA_POSTS,
                          log_path.parent / "step-seconds.json")
-    return run_local(settings, params, cache=cache, observer=console, log_path=log_path), log_path
+    return run_local(settings, params, cache=cache, runner=runner, observer=console,
+                     log_path=log_path), log_path
 
 
 def ingest_command(

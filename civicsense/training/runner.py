@@ -23,8 +23,10 @@ def arguments(settings: Settings, params: PipelineParams) -> dict[str, object]:
 
 
 def run_local(settings: Settings, params: PipelineParams, cache: bool = True, *,
-              observer: RunObserver | None = None, log_path: Path | None = None) -> dict:
-    """Run the whole pipeline with the KFP SubprocessRunner; returns register's summary.
+              runner: object | None = None, observer: RunObserver | None = None,
+              log_path: Path | None = None) -> dict:
+    """Run the whole pipeline with the KFP SubprocessRunner (or `runner`, e.g. a DockerRunner
+    from training/docker_runner.py); returns register's summary.
 
     With an observer, all output (KFP's task dumps, warnings, the components' logs) goes to
     `log_path` instead of the terminal, and the observer hears each step start and end."""
@@ -38,7 +40,7 @@ def run_local(settings: Settings, params: PipelineParams, cache: bool = True, *,
     os.environ["CIVICSENSE_HOME"] = str(settings.home_dir)
     os.environ["CIVICSENSE_DATA"] = settings.data
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.tracking_uri)
-    local.init(runner=local.SubprocessRunner(use_venv=False),
+    local.init(runner=runner or local.SubprocessRunner(use_venv=False),
                pipeline_root=str(settings.pipeline_root), enable_caching=cache)
     from pipelines.training import training_pipeline
 
