@@ -84,13 +84,13 @@ def docker_trained(images, tmp_path_factory) -> Iterator[tuple[Settings, dict]]:
         summary = run_local(settings, PipelineParams(sample_size=DOCKER_SAMPLE), cache=False,
                             runner=runner)
         (Path(home) / "docker-summary.json").write_text(json.dumps(summary))
-        yield settings, summary
-    finally:
+    finally:  # before yielding: later tests (the e2e suite's rerun) must not see this home
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    yield settings, summary
 
 
 @pytest.fixture(scope="session")

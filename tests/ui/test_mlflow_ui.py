@@ -31,7 +31,8 @@ def require_chromium() -> Path:
 
 def registered_store(home: Path) -> Settings:
     """A real MLflow store under home: civicsense-sentiment v1 (champion) and v2 (challenger)."""
-    settings = Settings(home=home)
+    # Explicit URI: the session's MLFLOW_TRACKING_URI (the e2e run's store) must not be used.
+    settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     experiment = client.create_experiment("civicsense", artifact_location=settings.artifact_root)
     client.create_registered_model(settings.model_name)
