@@ -28,7 +28,8 @@ WARM_UP = ["warming up the model process"]
 
 
 class ModelProcessDied(RuntimeError):
-    """The process holding a request's batch exited before answering."""
+    """The process holding a request's batch exited before answering, or none is alive (the
+    server answers 503 with Retry-After: the pool is being replaced)."""
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -92,12 +93,19 @@ class ModelProcesses:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: asyncio.Queue[_Member] | None = None
         self._stopping: asyncio.Future | None = None  # done once stop() ran: waiters give up
+        self._emptied: asyncio.Future | None = None  # done while no process is alive
         self._replacing: set[asyncio.Task] = set()
         self._stopped = False
 
     @property
     def pids(self) -> list[int]:
         return sorted(member.pid for member in self.members)
+
+    @property
+    def alive(self) -> int:
+        """Model processes running now (what readiness and liveness report on)."""
+        return sum(1 for member in self.members
+                   if member.alive and member.process.is_alive())
 
     def start(self) -> None:
         """Spawn the processes; return once each has loaded the model and answered once."""
@@ -148,6 +156,7 @@ class ModelProcesses:
                 self._loop.remove_reader(member.conn.fileno())
         self._loop, self._idle = loop, asyncio.LifoQueue()
         self._stopping = loop.create_future()
+        self._emptied = loop.create_future()
         for member in self.members:
             member.pending = None
             self._add(member)
@@ -156,6 +165,8 @@ class ModelProcesses:
         assert self._loop is not None and self._idle is not None
         self._loop.add_reader(member.conn.fileno(), self._on_answer, member)
         self._idle.put_nowait(member)
+        if self._emptied is not None and self._emptied.done():
+            self._emptied = self._loop.create_future()
 
     def _on_answer(self, member: _Member) -> None:
         assert self._loop is not None and self._idle is not None
@@ -183,6 +194,8 @@ class ModelProcesses:
         self.members.remove(dead)
         if self._stopped:
             return
+        if not self.members and self._emptied is not None and not self._emptied.done():
+            self._emptied.set_result(None)  # requests waiting for a process: 503 now
         logger.error("model process %d died (exit code %s); starting another", dead.pid,
                      dead.process.exitcode)
         loop = self._loop
@@ -233,18 +246,39 @@ class ModelProcesses:
         raise ModelProcessDied("two model processes died in a row")
 
     async def _next_idle(self) -> _Member:
+        """The next free process; ModelProcessDied at once when none is alive (a waiting
+        request gets a 503 in milliseconds, not when a replacement has loaded the model)."""
         assert self._idle is not None and self._stopping is not None
         while True:
+            if not self.members:
+                raise ModelProcessDied("no model process is alive; replacements are starting")
+            assert self._emptied is not None
             getter = asyncio.ensure_future(self._idle.get())
-            await asyncio.wait({getter, self._stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if self._stopping.done():
-                if getter.done():
-                    self._idle.put_nowait(getter.result())
-                getter.cancel()
-                raise ModelProcessDied("the server is stopping")
+            try:
+                await asyncio.wait({getter, self._stopping, self._emptied},
+                                   return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # the request's time budget ran out
+                self._give_back(getter)
+                raise
+            if not getter.done():
+                self._give_back(getter)
+                if self._stopping.done():
+                    raise ModelProcessDied("the server is stopping")
+                continue  # emptied: the check above answers
             member = getter.result()
+            if self._stopping.done():
+                self._idle.put_nowait(member)
+                raise ModelProcessDied("the server is stopping")
             if member.alive:
                 return member
+
+    def _give_back(self, getter: asyncio.Future) -> None:
+        """Cancel a pending idle-queue get, returning its member if it already got one."""
+        assert self._idle is not None
+        if getter.done() and not getter.cancelled():
+            self._idle.put_nowait(getter.result())
+        else:
+            getter.cancel()
 
     async def wait_until_complete(self, timeout: float = 600) -> None:
         """Until `processes` are running again after a replacement (tests wait on it)."""
