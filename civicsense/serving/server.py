@@ -70,6 +70,10 @@ def _model_server_class():
             rest = getattr(self, "_rest_server", None)
             if rest is not None:
                 rest.config.http = guarded_protocol(self.read_timeout)
+            for model in self.registered_models.get_models().values():
+                pool = getattr(model, "pool", None)
+                if pool is not None:
+                    pool.watch()  # a process that dies before any request is replaced too
             if self.ready_message:
                 text, started, *rest_args = self.ready_message
                 logger.info(text, time.monotonic() - started, *rest_args)
