@@ -6,6 +6,7 @@ from __future__ import annotations
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER, PredictorProtocol
 from kserve.errors import InvalidInput, ServerNotLive
 from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
@@ -48,7 +49,7 @@ class VersionedDataPlane(DataPlane):
             except ValidationError as error:
                 raise InvalidInput(f"invalid V2 request: {first_error(error)}") from None
         try:
-            return super().decode(body, headers, *args, **kwargs)
+            decoded, attributes = super().decode(body, headers, *args, **kwargs)
         except InvalidInput:
             raise
         except Exception as error:  # noqa: BLE001 - decoding reads only the client's bytes
@@ -56,6 +57,11 @@ class VersionedDataPlane(DataPlane):
             # KeyError, TypeError, struct.error, OverflowError, …: each is the body's fault.
             raise InvalidInput(f"malformed request body: {type(error).__name__}: "
                                f"{str(error)[:200]}") from None
+        request_id = getattr(decoded, "id", None)
+        if isinstance(decoded, InferRequest) and not isinstance(request_id, str | None):
+            # The binary extension skips the JSON schema: an id of 5 would be a 500 on answer.
+            raise InvalidInput('"id" must be a string')
+        return decoded, attributes
 
 
 class RepositoryRoutesOff(ModelRepositoryExtension):
