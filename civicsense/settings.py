@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     max_body_bytes: int | None = Field(default=None, ge=1, description="Largest request body "
                                        "(413 above it) [default: room for max_batch texts of "
                                        "max_text_chars, every char escaped].")
+    request_timeout_seconds: float = Field(default=20.0, gt=0, description="Time budget of "
+                                           "one request: past it, a 503 with Retry-After.")
+    serve_chunk_chars: int = Field(default=16_000, ge=1, description="A batch is scored in "
+                                   "chunks of at most this many characters, one at a time, so "
+                                   "requests beside a large one keep their latency.")
+    serve_read_timeout_seconds: float = Field(default=15.0, gt=0, description="A request's "
+                                              "headers and body must arrive within this time "
+                                              "(slow or stalled connections are closed).")
     model_version: str | None = Field(
         default=None,
         description="Registered version of a model loaded from a directory (set on the cluster "

@@ -4,16 +4,33 @@ KServe's decoders answer with KeyError/TypeError, i.e. 500) turned into 400s."""
 from __future__ import annotations
 
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER, PredictorProtocol
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ServerNotLive
 from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from civicsense.serving.validation import first_error, parse_json
 
 
 class VersionedDataPlane(DataPlane):
-    """The data plane the server runs: versioned metadata, every malformed body a 400."""
+    """The data plane the server runs: versioned metadata, every malformed body a 400, and
+    health that is re-checked on every call (a model whose processes all died is not ready and
+    not live, so Kubernetes stops routing to the pod and restarts it if it stays so)."""
+
+    def _all_ready(self) -> bool:
+        models = self.model_registry.get_models().values()
+        return bool(models) and all(getattr(model, "ready", False) for model in models)
+
+    async def live(self) -> dict[str, str]:
+        if not self._all_ready():
+            raise ServerNotLive("no model process is alive")
+        return {"status": "alive"}
+
+    async def ready(self) -> bool:
+        return self._all_ready() and await super().ready()
 
     async def model_metadata(self, model_name: str) -> dict:
         metadata = await super().model_metadata(model_name)
@@ -32,11 +49,31 @@ class VersionedDataPlane(DataPlane):
             except ValidationError as error:
                 raise InvalidInput(f"invalid V2 request: {first_error(error)}") from None
         try:
-            return super().decode(body, headers, *args, **kwargs)
+            decoded, attributes = super().decode(body, headers, *args, **kwargs)
         except InvalidInput:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
-            raise InvalidInput(f"malformed request body: {error!r}") from None
+        except Exception as error:  # noqa: BLE001 - decoding reads only the client's bytes
+            # KServe's binary-extension decoder answers bad lengths, sizes and tensors with
+            # KeyError, TypeError, struct.error, OverflowError, …: each is the body's fault.
+            raise InvalidInput(f"malformed request body: {type(error).__name__}: "
+                               f"{str(error)[:200]}") from None
+        request_id = getattr(decoded, "id", None)
+        if isinstance(decoded, InferRequest) and not isinstance(request_id, str | None):
+            # The binary extension skips the JSON schema: an id of 5 would be a 500 on answer.
+            raise InvalidInput('"id" must be a string')
+        return decoded, attributes
+
+
+class RepositoryRoutesOff(ModelRepositoryExtension):
+    """KServe's model-repository extension with load and unload refused (404): unauthenticated,
+    they let anyone who reaches the port unload the model while the pod stays Ready. The
+    server serves the one model it was started with; a new version is a new rollout."""
+
+    async def load(self, model_name: str) -> None:
+        raise HTTPException(404, "the model repository endpoints are disabled on this server")
+
+    async def unload(self, model_name: str) -> None:
+        raise HTTPException(404, "the model repository endpoints are disabled on this server")
 
 
 def _is_v2(args: tuple, kwargs: dict) -> bool:

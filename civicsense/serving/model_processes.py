@@ -28,25 +28,44 @@ WARM_UP = ["warming up the model process"]
 
 
 class ModelProcessDied(RuntimeError):
-    """The process holding a request's batch exited before answering."""
+    """The process holding a request's batch exited before answering, or none is alive (the
+    server answers 503 with Retry-After: the pool is being replaced)."""
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    # A SIGKILLed server cannot stop its model processes: without this they would linger.
-    while os.getppid() == parent_pid:
+# Imported once by the fork server, so a model process forked from it (a replacement for one
+# that died, too) starts in seconds: only the model itself is loaded, not the libraries.
+PRELOAD = ["civicsense.serving.loading", "civicsense.features.featurizer",
+           "civicsense.training.model", "mlflow.pyfunc", "mlflow.pyfunc.model", "mlflow.models",
+           "mlflow.tracking", "mlflow.artifacts", "mlflow.store.artifact.local_artifact_repo",
+           "cloudpickle", "xgboost", "sklearn.linear_model", "sklearn.feature_extraction.text",
+           "vaderSentiment.vaderSentiment"]
+
+
+def _context():
+    """multiprocessing's fork server, preloaded: not fork (the server process runs threads),
+    not spawn (each process would import everything again: ≈20 s per replacement here)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def _exit_with_parent() -> None:
+    # A SIGKILLed server cannot stop its model processes: without this they would linger. The
+    # parent is the fork server, which exits with the server; then this process is reparented.
+    first_parent = os.getppid()
+    while os.getppid() == first_parent:
         time.sleep(1)
     os._exit(0)
 
 
-def _serve_requests(load: Callable[[], Any], score: Callable, conn: Connection,
-                    parent_pid: int) -> None:
+def _serve_requests(load: Callable[[], Any], score: Callable, conn: Connection) -> None:
     """A model process: load once, say ready with the version loaded, then answer batches
     until the pipe closes. Errors go back as messages: the process outlives a bad batch."""
     # Ctrl-C and a process-group SIGTERM are the HTTP process's to handle: it drains its
     # requests, then closes the pipes, which ends this process (as does its death).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     model = load()
     score(model.predictor, WARM_UP)
     conn.send(("ready", os.getpid(), model.version_tag))
@@ -88,16 +107,24 @@ class ModelProcesses:
         self.expected_version = expected_version
         self.start_timeout = start_timeout
         self.members: list[_Member] = []
-        self._context = multiprocessing.get_context("spawn")  # the server process runs threads
+        self._context = _context()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: asyncio.Queue[_Member] | None = None
         self._stopping: asyncio.Future | None = None  # done once stop() ran: waiters give up
+        self._emptied: asyncio.Future | None = None  # done while no process is alive
         self._replacing: set[asyncio.Task] = set()
+        self._one_at_a_time: asyncio.Lock | None = None
         self._stopped = False
 
     @property
     def pids(self) -> list[int]:
         return sorted(member.pid for member in self.members)
+
+    @property
+    def alive(self) -> int:
+        """Model processes running now (what readiness and liveness report on)."""
+        return sum(1 for member in self.members
+                   if member.alive and member.process.is_alive())
 
     def start(self) -> None:
         """Spawn the processes; return once each has loaded the model and answered once."""
@@ -109,7 +136,7 @@ class ModelProcesses:
             parent_end, child_end = self._context.Pipe()
             process = self._context.Process(
                 target=_serve_requests, name="civicsense-model", daemon=True,
-                args=(self.load, self.score_fn, child_end, os.getpid()))
+                args=(self.load, self.score_fn, child_end))
             process.start()
             child_end.close()
             started.append((process, parent_end))
@@ -139,6 +166,11 @@ class ModelProcesses:
             raise
         return members
 
+    def watch(self) -> None:
+        """Watch the processes from the running event loop now (the server calls it when it
+        starts), so one that dies is replaced even before the next request comes."""
+        self._bind(asyncio.get_running_loop())
+
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Watch the pipes from this event loop (the server has one; tests run several)."""
         if self._loop is loop:
@@ -148,6 +180,9 @@ class ModelProcesses:
                 self._loop.remove_reader(member.conn.fileno())
         self._loop, self._idle = loop, asyncio.LifoQueue()
         self._stopping = loop.create_future()
+        self._emptied = loop.create_future()
+        # Replacements load in turn: the first is up sooner than two sharing the cores.
+        self._one_at_a_time = asyncio.Lock()
         for member in self.members:
             member.pending = None
             self._add(member)
@@ -156,6 +191,8 @@ class ModelProcesses:
         assert self._loop is not None and self._idle is not None
         self._loop.add_reader(member.conn.fileno(), self._on_answer, member)
         self._idle.put_nowait(member)
+        if self._emptied is not None and self._emptied.done():
+            self._emptied = self._loop.create_future()
 
     def _on_answer(self, member: _Member) -> None:
         assert self._loop is not None and self._idle is not None
@@ -183,6 +220,8 @@ class ModelProcesses:
         self.members.remove(dead)
         if self._stopped:
             return
+        if not self.members and self._emptied is not None and not self._emptied.done():
+            self._emptied.set_result(None)  # requests waiting for a process: 503 now
         logger.error("model process %d died (exit code %s); starting another", dead.pid,
                      dead.process.exitcode)
         loop = self._loop
@@ -190,7 +229,8 @@ class ModelProcesses:
 
         async def replace() -> None:
             try:
-                [member] = await loop.run_in_executor(None, self._spawn, 1)
+                async with self._one_at_a_time:
+                    [member] = await loop.run_in_executor(None, self._spawn, 1)
             except Exception:  # noqa: BLE001 - cannot serve as configured: let the pod restart
                 logger.exception("cannot replace the model process; stopping the server")
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -233,18 +273,39 @@ class ModelProcesses:
         raise ModelProcessDied("two model processes died in a row")
 
     async def _next_idle(self) -> _Member:
+        """The next free process; ModelProcessDied at once when none is alive (a waiting
+        request gets a 503 in milliseconds, not when a replacement has loaded the model)."""
         assert self._idle is not None and self._stopping is not None
         while True:
+            if not self.members:
+                raise ModelProcessDied("no model process is alive; replacements are starting")
+            assert self._emptied is not None
             getter = asyncio.ensure_future(self._idle.get())
-            await asyncio.wait({getter, self._stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if self._stopping.done():
-                if getter.done():
-                    self._idle.put_nowait(getter.result())
-                getter.cancel()
-                raise ModelProcessDied("the server is stopping")
+            try:
+                await asyncio.wait({getter, self._stopping, self._emptied},
+                                   return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # the request's time budget ran out
+                self._give_back(getter)
+                raise
+            if not getter.done():
+                self._give_back(getter)
+                if self._stopping.done():
+                    raise ModelProcessDied("the server is stopping")
+                continue  # emptied: the check above answers
             member = getter.result()
+            if self._stopping.done():
+                self._idle.put_nowait(member)
+                raise ModelProcessDied("the server is stopping")
             if member.alive:
                 return member
+
+    def _give_back(self, getter: asyncio.Future) -> None:
+        """Cancel a pending idle-queue get, returning its member if it already got one."""
+        assert self._idle is not None
+        if getter.done() and not getter.cancelled():
+            self._idle.put_nowait(getter.result())
+        else:
+            getter.cancel()
 
     async def wait_until_complete(self, timeout: float = 600) -> None:
         """Until `processes` are running again after a replacement (tests wait on it)."""

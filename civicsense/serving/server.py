@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 import warnings
 
-from civicsense.serving.dataplane import VersionedDataPlane
+from civicsense.serving.connections import guarded_protocol
+from civicsense.serving.dataplane import RepositoryRoutesOff, VersionedDataPlane
 from civicsense.serving.http import BodySizeLimit, install_error_handlers, log_config
 from civicsense.serving.predictor import SentimentKServeModel
 from civicsense.settings import Settings
@@ -23,7 +25,7 @@ def serve(settings: Settings, model_uri: str | None = None, model_name: str | No
     `log_config_file` replaces the default logging setup (KServe's flag of that name)."""
     import kserve.logging
     from fastapi.exceptions import FastAPIDeprecationWarning
-    from kserve import ModelServer, model_server
+    from kserve import model_server
 
     workers = workers or settings.serve_workers
     # The model processes start from this environment and size their OpenMP pools from it.
@@ -31,9 +33,11 @@ def serve(settings: Settings, model_uri: str | None = None, model_name: str | No
     # KServe 0.21 still answers with ORJSONResponse: FastAPI warns on every request.
     warnings.filterwarnings("ignore", category=FastAPIDeprecationWarning)
     kserve.logging.configure_logging(log_config_file or log_config(settings.serve_access_log))
+    started = time.monotonic()
     model = SentimentKServeModel(model_name or settings.model_name,
                                  model_uri or settings.model_uri, settings,
                                  processes=workers)
+    kserve.logging.logger.info("loading model %s …", model.model_uri)
     model.load()
     # KServe serves the app object of kserve.model_server: our handlers and limit go on it.
     install_error_handlers(model_server.app)
@@ -41,9 +45,41 @@ def serve(settings: Settings, model_uri: str | None = None, model_name: str | No
     # One uvicorn process: the model processes spread requests, not uvicorn workers (see
     # civicsense.serving.model_processes for why).
     options = {"enable_grpc": False, "enable_latency_logging": False, **(server_options or {})}
-    server = ModelServer(http_port=port or settings.serve_port, workers=1, **options)
+    server = _model_server_class()(http_port=port or settings.serve_port, workers=1, **options)
     server.dataplane = VersionedDataPlane(model_registry=server.registered_models)
+    server.model_repository_extension = RepositoryRoutesOff(server.registered_models)
+    server.read_timeout = settings.serve_read_timeout_seconds
+    server.ready_message = (
+        "ready in %.1f s (version %s, %d model process%s)",
+        started, model.loaded.version_tag, workers, "" if workers == 1 else "es")
     server.start([model])
+
+
+def _model_server_class():
+    """kserve.ModelServer with two additions at the moment it starts serving: uvicorn's h11
+    protocol with read deadlines (civicsense.serving.connections), and the "ready in" line."""
+    from kserve import ModelServer
+    from kserve.logging import logger
+
+    class CivicSenseModelServer(ModelServer):
+        read_timeout: float = 15.0
+        ready_message: tuple = ()
+
+        async def _serve(self):
+            # start() has built the REST server; uvicorn reads its config when it serves.
+            rest = getattr(self, "_rest_server", None)
+            if rest is not None:
+                rest.config.http = guarded_protocol(self.read_timeout)
+            for model in self.registered_models.get_models().values():
+                pool = getattr(model, "pool", None)
+                if pool is not None:
+                    pool.watch()  # a process that dies before any request is replaced too
+            if self.ready_message:
+                text, started, *rest_args = self.ready_message
+                logger.info(text, time.monotonic() - started, *rest_args)
+            await super()._serve()
+
+    return CivicSenseModelServer
 
 
 def argument_parser() -> argparse.ArgumentParser:
