@@ -16,7 +16,7 @@ over `sink_body_limit` is a 413 (read no further), one not received within
 `sink_pending_bytes`, the oldest dropped and counted beyond it. Every unusable event is a 202
 with `{"accepted": false, "error": …}` so the logger does not retry garbage.
 
-Pairing is in memory: run one replica (manifests/monitoring/log-sink.yaml), or halves of a pair
+Pairing is in memory: run one replica (manifests/base/monitoring/log-sink.yaml), or halves of a pair
 may land on different replicas and be counted as `unpaired`.
 """
 
