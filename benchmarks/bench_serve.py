@@ -263,8 +263,8 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "CIVICSENSE_SERVE_THREADS": "1"}
 
 def civicsense_server(settings: Settings, workers: int, v2: bool,
                       payload_log: bool = False) -> Server:
-    """As deployed by manifests/base/serving/servingruntime.yaml: no local payload log (on the cluster
-    KServe's logger does it); `payload_log=True` is `make serve`'s default."""
+    """As deployed by manifests/base/serving/servingruntime.yaml: no local payload log (on the
+    cluster KServe's logger does it); `payload_log=True` is `make serve`'s default."""
     port = free_port()
     return Server(f"civicsense V{2 if v2 else 1} w{workers}" + (" +payload log" * payload_log),
                   [str(BIN / "civicsense"), "serve", "--port", str(port), "--workers",
