@@ -1,6 +1,6 @@
 """`python benchmarks/bench_worst_request.py --url URL`: latency of small requests alone and
-beside the worst valid request (max batch of max-length adversarial texts: 2,000 emoji each),
-against a running server (`civicsense serve` / `make serve`).
+beside the worst valid request (max_request_chars of max-length adversarial texts: 32 texts of
+2,000 emoji each by default), against a running server (`civicsense serve` / `make serve`).
 
 Prints the worst request's status and time, and the median and p95 of a one-text V1 request
 sent back to back, first alone, then while worst requests are sent one after another."""
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8080")
     parser.add_argument("--model", default="civicsense-sentiment")
-    parser.add_argument("--batch", type=int, default=256)
+    # The default server's worst valid request: max_request_chars (64,000) of 2,000-emoji texts.
+    parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--chars", type=int, default=2000)
     parser.add_argument("--count", type=int, default=100)
     args = parser.parse_args(argv)

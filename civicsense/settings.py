@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     serve_access_log: bool = Field(default=False, description="One log line per request.")
     max_text_chars: int = Field(default=2000, ge=1, description="Longest text accepted.")
     max_batch: int = Field(default=256, ge=1, description="Most texts in one request.")
+    max_request_chars: int = Field(default=64_000, ge=1, description="Most characters in one "
+                                   "request, all its texts together (the extension's default "
+                                   "batch of 32 longest texts fits): bounds the worst request.")
     max_body_bytes: int | None = Field(default=None, ge=1, description="Largest request body "
                                        "(413 above it) [default: room for max_batch texts of "
                                        "max_text_chars, every char escaped].")

@@ -27,7 +27,8 @@ class SentimentKServeModel(Model):
         super().__init__(name)
         self.model_uri = model_uri
         self.settings = settings
-        self.limits = Limits(settings.max_text_chars, settings.max_batch)
+        self.limits = Limits(settings.max_text_chars, settings.max_batch,
+                             settings.max_request_chars)
         self.processes = processes
         self.loaded: LoadedModel | None = None
         self.pool: ModelProcesses | None = None

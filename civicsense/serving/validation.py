@@ -22,10 +22,12 @@ INPUT_NAME = "text"
 class Limits:
     max_text_chars: int = 2000
     max_batch: int = 256
+    max_request_chars: int = 64_000
 
 
 def check_texts(items: Any, limits: Limits, where: str = "instances") -> list[str]:
-    """A non-empty list of at most max_batch non-blank strings of at most max_text_chars."""
+    """A non-empty list of at most max_batch non-blank strings of at most max_text_chars, and
+    at most max_request_chars in all."""
     if not isinstance(items, list):
         raise InvalidInput(f'"{where}" must be a list of strings')
     if not items:
@@ -52,6 +54,10 @@ def check_texts(items: Any, limits: Limits, where: str = "instances") -> list[st
         except UnicodeEncodeError:  # lone surrogates such as "\ud800" in the JSON
             raise InvalidInput(f'"{where}"[{i}] is not valid UTF-8 text') from None
         texts.append(item)
+    total = sum(map(len, texts))
+    if total > limits.max_request_chars:
+        raise InvalidInput(f'"{where}" holds {total} characters in all; at most '
+                           f"{limits.max_request_chars} per request: send fewer texts at once")
     return texts
 
 

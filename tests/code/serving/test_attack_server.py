@@ -36,6 +36,7 @@ def attacked(trained_home, tmp_path_factory):
     log = tmp_path_factory.mktemp("attack") / "server.log"
     port = free_port()
     env = {**os.environ, "CIVICSENSE_MAX_BATCH": str(MAX_BATCH),
+           "CIVICSENSE_MAX_REQUEST_CHARS": str(MAX_BATCH * 2000),
            "CIVICSENSE_REQUEST_TIMEOUT_SECONDS": str(BUDGET),
            "CIVICSENSE_SERVE_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT),
            "CIVICSENSE_SERVE_CHUNK_CHARS": "4000", "CIVICSENSE_LOG_PREDICTIONS": "false"}

@@ -26,6 +26,18 @@ def v2(data, name="text", datatype="BYTES", shape=None) -> InferRequest:
     return InferRequest(model_name="m", infer_inputs=[InferInput(name, shape, datatype, data)])
 
 
+def test_a_request_is_capped_in_characters_in_all():
+    limits = Limits(max_text_chars=10, max_batch=5, max_request_chars=25)
+    assert check_texts(["a" * 10, "b" * 10, "c" * 5], limits)
+    with pytest.raises(InvalidInput, match="26 characters in all; at most 25 per request"):
+        check_texts(["a" * 10, "b" * 10, "c" * 6], limits)
+
+
+def test_the_default_cap_admits_the_extensions_default_batch_of_longest_texts():
+    settings = Settings()
+    assert 32 * settings.max_text_chars <= settings.max_request_chars
+
+
 def test_good_texts_pass_through():
     assert check_texts(["a", "héllo 👋"], LIMITS) == ["a", "héllo 👋"]
     assert texts_from_v1({"instances": ["a"]}, LIMITS) == ["a"]
