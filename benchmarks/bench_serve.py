@@ -9,6 +9,10 @@ two peers a user would pick instead, all on the same registered model in one run
 - MLServer 1.7.1 + mlserver-mlflow (KServe's own MLflow runtime code), V2, in its own venv under
   $CIVICSENSE_HOME/bench/ that this script creates (uvloop pinned to 0.21.0, see PLATFORM-NOTES).
 - `mlflow models serve --env-manager local`, 1 and 2 workers.
+- `--container`: the serving image as KServe runs it (`make serve-container`: storage
+  initializer from a gs:// storageUri in the GCS emulator, then the ClusterServingRuntime's args,
+  env and limits), beside the bare process with the same flags (`civicsense V1 w2`). Needs a
+  Docker engine and `make images` for this commit.
 
 The load generator is a small asyncio HTTP/1.1 client with keep-alive connections and pre-built
 requests (cheap per request, but it shares the machine's cores with the server under test).
@@ -105,6 +109,9 @@ class Server:
         self.stop()
         raise RuntimeError(f"{self.name} not ready in {timeout} s")
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -113,6 +120,37 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+@dataclass
+class ContainerServer(Server):
+    """The serving image, started and stopped through civicsense.serving.container."""
+
+    settings: Settings | None = None
+    served: object | None = None
+
+    def start(self, log_dir: Path, timeout: float = 180) -> None:
+        from civicsense.serving.container import serve_container
+        from civicsense.training.docker_runner import local_image
+
+        self.served = serve_container(self.settings, local_image("civicsense-serving"),
+                                      local_image("civicsense-storage-initializer"), self.port,
+                                      ready_timeout=timeout)
+        print(f"{self.name}: ready in {self.served.ready_seconds:.1f} s", flush=True)
+
+    def alive(self) -> bool:
+        from civicsense.training.docker_runner import docker_client
+
+        if self.served is None:
+            return False
+        return docker_client().containers.get(self.served.container_id).status == "running"
+
+    def stop(self) -> None:
+        from civicsense.serving.container import stop
+
+        if self.served is not None:
+            stop(self.served.container_id, self.served.volume)
+            self.served = None
 
 
 # ---------------------------------------------------------------- a tiny HTTP/1.1 load client
@@ -276,6 +314,12 @@ def civicsense_server(settings: Settings, workers: int, v2: bool,
                        "CIVICSENSE_INFERENCE_LOG_URI": str(settings.home_dir / "bench" / "log")})
 
 
+def container_server(settings: Settings) -> Server:
+    return ContainerServer("civicsense container (serving image, V1)", [], free_port(),
+                           "/v2/health/ready", v1_body, f"/v1/models/{MODEL_NAME}:predict",
+                           settings=settings)
+
+
 def mlserver_venv(bench_dir: Path) -> Path:
     """MLServer + mlserver-mlflow in a venv of their own (they pin other fastapi/uvloop)."""
     venv = bench_dir / "mlserver-venv"
@@ -336,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=60)
     parser.add_argument("--soak-clients", type=int, default=32)
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--container", action="store_true", help="Add the serving image as "
+                        "KServe runs it (needs a Docker engine and `make images`).")
     parser.add_argument("--out", type=Path, default=None, help="JSON results [default "
                         "$CIVICSENSE_HOME/bench/serve.json].")
     args = parser.parse_args(argv)
@@ -363,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     servers = [civicsense_server(settings, 1, False), civicsense_server(settings, 2, False),
                civicsense_server(settings, 2, True),
                civicsense_server(settings, 2, False, payload_log=True)]
+    if args.container:
+        servers.append(container_server(settings))
     if not args.skip_peers:
         servers += [mlserver_server(bench_dir, model_dir, 0),
                     mlserver_server(bench_dir, model_dir, 2),
@@ -384,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                 if "failed" in results.get(server.name, {}):
                     continue
                 try:
-                    if server.process is None or server.process.poll() is not None:
+                    if not server.alive():
                         raise RuntimeError("exited during the benchmark")
                     measured = measure(server, texts, args.seconds)
                 except Exception as error:  # noqa: BLE001 - that contender's row says so
