@@ -53,12 +53,15 @@ def state_mounts(settings: Settings) -> list:
     subprocess runner."""
     from docker.types import Mount
 
-    home = str(settings.home_dir)
-    mounts = [Mount(target=home, source=home, type="bind", read_only=False)]
+    # Mounted at the path as given (what the steps are told), from its real path: through a
+    # symlink (e.g. ../shared linked in), the link's target would not be inside the container.
+    home = Path(settings.home_dir).absolute()
+    mounts = [Mount(target=str(home), source=str(home.resolve()), type="bind",
+                    read_only=False)]
     data = Path(settings.data)
     if "://" not in settings.data and data.exists():
-        source = str(data.resolve())
-        mounts.append(Mount(target=source, source=source, type="bind", read_only=True))
+        mounts.append(Mount(target=str(data.absolute()), source=str(data.resolve()),
+                            type="bind", read_only=True))
     return mounts
 
 
