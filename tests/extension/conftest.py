@@ -61,8 +61,8 @@ def _get_json(url: str, timeout: float = 2.0) -> dict:
 class ModelServer:
     url: str
     version_tag: str
-    log: Path
-    process: subprocess.Popen = field(repr=False)
+    log: Path | None
+    process: subprocess.Popen | None = field(repr=False)
 
     def infer(self, texts: list[str]) -> list[str]:
         """Labels straight from the server (V1), to compare the extension with."""
@@ -73,10 +73,28 @@ class ModelServer:
             return [p["label"] for p in json.load(response)["predictions"]]
 
 
+def _served_from_the_image(settings) -> Iterator[ModelServer]:
+    """The champion from the serving image, as KServe runs it (`make serve-container`)."""
+    from civicsense.serving.container import serve_container, stop
+    from civicsense.training.docker_runner import local_image
+
+    served = serve_container(settings, local_image("civicsense-serving"),
+                             local_image("civicsense-storage-initializer"), free_port())
+    try:
+        version_tag = _get_json(f"{served.url}/v2/models/{MODEL}")["versions"][0]
+        yield ModelServer(served.url, version_tag, None, None)
+    finally:
+        stop(served.container_id, served.volume)
+
+
 @pytest.fixture(scope="session")
 def model_server(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
     """`civicsense serve` on a free port, serving models:/civicsense-sentiment@champion from the
-    registry the real pipeline run filled; killed (its whole process group) at the end."""
+    registry the real pipeline run filled; killed (its whole process group) at the end. With
+    CIVICSENSE_EXTENSION_TARGET=container (`make test-extension-container`): the serving image."""
+    if os.environ.get("CIVICSENSE_EXTENSION_TARGET") == "container":
+        yield from _served_from_the_image(trained_home[0])
+        return
     port = free_port()
     log = tmp_path_factory.mktemp("model-server") / "serve.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
