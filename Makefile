@@ -35,7 +35,7 @@ test: setup ## Run the whole test suite (offline)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Unit + data tests only: no trained model, no browser, no containers (< 2 min)
-	$(BIN)/python -m pytest -m "not e2e and not browser and not container" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 -m "not e2e and not browser and not container" $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(BIN)/ruff check .
