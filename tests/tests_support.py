@@ -105,3 +105,23 @@ def stop_server(process: subprocess.Popen) -> None:
             process.wait()
         except ProcessLookupError:
             pass
+
+
+def register_champion_and_challenger(settings: Settings):
+    """A real MLflow store for `settings`: <model> v1 `champion` (val macro recall 0.61, F1
+    0.60) and v2 `challenger` (0.64, 0.63), tagged data versions sha256:1 and sha256:2. Its
+    client."""
+    from mlflow import MlflowClient  # not at import: most test modules never touch MLflow
+
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    experiment = client.create_experiment("civicsense", artifact_location=settings.artifact_root)
+    client.create_registered_model(settings.model_name)
+    for number, recall in ((1, 0.61), (2, 0.64)):
+        run = client.create_run(experiment)
+        client.log_metric(run.info.run_id, "val_macro_recall", recall)
+        client.log_metric(run.info.run_id, "val_macro_f1", recall - 0.01)
+        client.create_model_version(settings.model_name, f"{run.info.artifact_uri}/model",
+                                    run.info.run_id, tags={"data_version": f"sha256:{number}"})
+    client.set_registered_model_alias(settings.model_name, "champion", "1")
+    client.set_registered_model_alias(settings.model_name, "challenger", "2")
+    return client

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from mlflow import MlflowClient
 
 from civicsense.settings import Settings
-from tests_support import ROOT, free_port, stop_server
+from tests_support import ROOT, free_port, register_champion_and_challenger, stop_server
 
 CHROMIUM = Path(os.environ.get("CIVICSENSE_CHROMIUM", "/usr/bin/chromium"))
 
@@ -34,16 +33,7 @@ def registered_store(home: Path) -> Settings:
     """A real MLflow store under home: civicsense-sentiment v1 (champion) and v2 (challenger)."""
     # Explicit URI: the session's MLFLOW_TRACKING_URI (the e2e run's store) must not be used.
     settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
-    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
-    experiment = client.create_experiment("civicsense", artifact_location=settings.artifact_root)
-    client.create_registered_model(settings.model_name)
-    for number, recall in ((1, 0.61), (2, 0.64)):
-        run = client.create_run(experiment)
-        client.log_metric(run.info.run_id, "val_macro_recall", recall)
-        client.create_model_version(settings.model_name, f"{run.info.artifact_uri}/model",
-                                    run.info.run_id, tags={"data_version": f"sha256:{number}"})
-    client.set_registered_model_alias(settings.model_name, "champion", "1")
-    client.set_registered_model_alias(settings.model_name, "challenger", "2")
+    register_champion_and_challenger(settings)
     return settings
 
 

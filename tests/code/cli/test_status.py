@@ -5,14 +5,18 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 
-from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from civicsense.cli import status
 from civicsense.cli.app import app
 from civicsense.monitoring.trigger import record_decision
 from civicsense.settings import Settings
-from tests_support import free_port, start_server, stop_server
+from tests_support import (
+    free_port,
+    register_champion_and_challenger,
+    start_server,
+    stop_server,
+)
 
 runner = CliRunner()
 
@@ -33,17 +37,7 @@ def test_empty_home_is_a_clear_screen_exit_0_and_creates_no_store(tmp_path):
 
 def test_champion_challenger_and_the_last_drift_decision(civicsense_home):
     settings = civicsense_home
-    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
-    experiment = client.create_experiment("civicsense", artifact_location=settings.artifact_root)
-    client.create_registered_model(settings.model_name)
-    for number, recall in ((1, 0.61), (2, 0.64)):
-        run = client.create_run(experiment)
-        client.log_metric(run.info.run_id, "val_macro_recall", recall)
-        client.log_metric(run.info.run_id, "val_macro_f1", recall - 0.01)
-        client.create_model_version(settings.model_name, f"{run.info.artifact_uri}/model",
-                                    run.info.run_id, tags={"data_version": f"sha256:{number}"})
-    client.set_registered_model_alias(settings.model_name, "champion", "1")
-    client.set_registered_model_alias(settings.model_name, "challenger", "2")
+    register_champion_and_challenger(settings)
     record_decision(settings, "checked", "drift check ran", drift_share=0.32,
                     champion_version="1", report="/r/drift.json")
     record_decision(settings, "drifted", "share of drifted columns reached 0.25")
