@@ -24,11 +24,11 @@ from pathlib import Path
 import psutil
 import requests
 
+from civicsense.monitoring.sink import REQUEST_TYPE
 from civicsense.settings import Settings
 
 CIVICSENSE = Path(sys.executable).parent / "civicsense"
 TOKEN = "bench-token"
-REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 
 
 def free_port() -> int:

@@ -96,9 +96,8 @@ def docker_trained(images, tmp_path_factory) -> Iterator[tuple[Settings, dict]]:
 @pytest.fixture(scope="session")
 def served(docker_trained, images):
     """The champion served from the serving image (storage initializer → /mnt/models)."""
-    from container_support import free_port
-
     from civicsense.serving.container import serve_container, stop
+    from tests_support import free_port
 
     settings, _ = docker_trained
     served = serve_container(settings, images["serving"], images["storage"], free_port())

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
 
 import yaml
 
+from civicsense.monitoring.sink import REQUEST_TYPE, RESPONSE_TYPE
 from civicsense.settings import PROJECT_ROOT
-
-REQUEST_TYPE = "org.kubeflow.serving.inference.request"
-RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post_json(url: str, body: dict, headers: dict | None = None) -> dict:
