@@ -123,6 +123,19 @@ class Settings(BaseSettings):
                                     "dropped (and counted) beyond it.")
     sink_body_timeout: float = Field(default=30.0, gt=0, description="Seconds the sink waits "
                                      "for a whole event body (408 after: slow uploads).")
+    # User feedback (issue 14): the feedback log and the feedback route's rate limits.
+    feedback_log_uri: str | None = Field(
+        default=None, description="Where readers' feedback records go: a directory or "
+        "gs://bucket/prefix [default <home>/feedback-log].")
+    feedback_rate_per_minute: float = Field(default=6.0, gt=0, description="Feedback a client "
+                                            "id may send per minute (token bucket; 429 with "
+                                            "Retry-After beyond it).")
+    feedback_burst: int = Field(default=10, ge=1, description="Feedback a client id may send "
+                                "at once before its rate applies.")
+    feedback_peer_rate_per_minute: float = Field(default=60.0, gt=0, description="Feedback one "
+                                                 "peer address may send per minute, whatever "
+                                                 "client ids it claims (its burst: a minute's "
+                                                 "worth).")
 
     @cached_property
     def home_dir(self) -> Path:
@@ -165,6 +178,10 @@ class Settings(BaseSettings):
     @property
     def inference_log(self) -> str:
         return self.inference_log_uri or str(self.home_dir / "inference-log")
+
+    @property
+    def feedback_log(self) -> str:
+        return self.feedback_log_uri or str(self.home_dir / "feedback-log")
 
     @property
     def reports(self) -> str:
