@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -212,6 +213,16 @@ def civicsense(args: list[str], home: Path, check: bool = True) -> subprocess.Co
     return done
 
 
+def kept(path: Path, make) -> dict:
+    """The figures saved at `path` by an earlier run of this bench home, else make() saved."""
+    if path.exists():
+        say(f"   (kept from an earlier run of this bench home: {path.name})")
+        return json.loads(path.read_text())
+    figures = make()
+    path.write_text(json.dumps(figures, indent=2, default=str))
+    return figures
+
+
 def train(data: Path, home: Path, run_args: Sequence[str], labels: bool = False) -> dict:
     """One real pipeline run (`civicsense run`) in `home`; its summary and duration."""
     summary = home.parent / f"{home.name}-summary.json"
@@ -266,6 +277,7 @@ def run_arm(base: Settings, arm: Path, budget: int, strategy: str, seed: int, go
     from civicsense.labeling.queue import export_tasks
     from civicsense.labeling.snapshots import import_labels
 
+    shutil.rmtree(arm, ignore_errors=True)  # what an interrupted earlier attempt left
     arm.mkdir(parents=True)
     exported = export_tasks(base, budget, strategy=strategy, seed=seed, since=since,
                             out=arm / "tasks.json")
@@ -337,27 +349,38 @@ def main() -> None:
         f"{len(scoring)} unseen 2016 posts for scoring")
 
     say("1. champion on the 2013 files only")
-    champion = train(data, base_home, run_args)
+    champion = kept(root / "champion.json", lambda: train(data, base_home, run_args))
     figures["champion"] = champion
     say(f"   → v{champion['version']} in {champion['seconds']} s, val macro recall "
         f"{champion.get('val_macro_recall')}")
 
     say(f"2. {len(traffic)} 2015 posts through `civicsense serve`")
-    since = datetime.now(UTC)
-    figures["traffic"] = {**send_traffic(base_home, traffic["text"].tolist()),
-                          "logged": logged(base, since)}
+
+    def serve_traffic() -> dict:
+        since = datetime.now(UTC)
+        return {**send_traffic(base_home, traffic["text"].tolist()), "since": since.isoformat(),
+                "logged": logged(base, since)}
+
+    figures["traffic"] = kept(root / "traffic.json", serve_traffic)
+    since = datetime.fromisoformat(figures["traffic"]["since"])
     say(f"   → sent {figures['traffic']['sent']}, payload log holds "
         f"{figures['traffic']['logged']}")
 
     say("3. `civicsense monitor` on that window (no trigger: the arms retrain themselves)")
-    done = civicsense(["monitor", "--since", since.isoformat(), "--no-trigger"], base_home,
-                      check=False)
-    latest = json.loads((Path(base.reports) / "latest.json").read_text())
-    figures["drift"] = {"exit_code": done.returncode, "drift_detected": latest["drift_detected"],
-                        "drift_share": round(latest["drift_share"], 3),
-                        "drifted": sorted(n for n, c in latest["columns"].items() if c["drifted"])}
-    say(f"   → exit {done.returncode}, drift_detected={latest['drift_detected']}, "
-        f"drift_share={latest['drift_share']:.3f}")
+
+    def monitor() -> dict:
+        done = civicsense(["monitor", "--since", since.isoformat(), "--no-trigger"], base_home,
+                          check=False)
+        latest = json.loads((Path(base.reports) / "latest.json").read_text())
+        return {"exit_code": done.returncode, "drift_detected": latest["drift_detected"],
+                "drift_share": round(latest["drift_share"], 3), "records":
+                latest["window"]["records"], "n_reference": latest["n_reference"],
+                "drifted": sorted(n for n, c in latest["columns"].items() if c["drifted"])}
+
+    drift = figures["drift"] = kept(root / "drift.json", monitor)
+    say(f"   → exit {drift['exit_code']}, drift_detected={drift['drift_detected']}, "
+        f"drift_share={drift['drift_share']:.3f} ({drift['records']} records vs "
+        f"{drift['n_reference']} reference posts)")
 
     old = score(base_home, str(champion["version"]), scoring)
     say(f"   old champion on the unseen 2016 posts: macro recall {old:.4f}")
@@ -366,9 +389,16 @@ def main() -> None:
     say(f"4. {len(plan)} arms (≈ {champion['seconds']} s of training each)")
     for number, (budget, strategy, seed) in enumerate(plan, start=1):
         say(f"   arm {number}/{len(plan)}: budget {budget}, {strategy}, seed {seed}")
-        arm = run_arm(base, root / "arms" / f"b{budget}-{strategy}-s{seed}", budget, strategy,
-                      seed, traffic, data, run_args, since, trained)
-        arm["macro_recall"] = score(Path(arm["home"]), arm["version"], scoring)
+        folder = root / "arms" / f"b{budget}-{strategy}-s{seed}"
+
+        def retrain(folder=folder, budget=budget, strategy=strategy, seed=seed) -> dict:
+            arm = run_arm(base, folder, budget, strategy, seed, traffic, data, run_args,
+                          since, trained)
+            return {**arm, "macro_recall": score(Path(arm["home"]), arm["version"], scoring)}
+
+        (root / "arms").mkdir(exist_ok=True)
+        arm = kept(root / "arms" / f"{folder.name}.json", retrain)
+        trained.setdefault(arm["data_version"], arm)
         say(f"   → {arm['labels']} labels ({arm['by_reason']}), v{arm['version']}, "
             f"macro recall {arm['macro_recall']:.4f} ({arm['macro_recall'] - old:+.4f})")
         arms.append(arm)
