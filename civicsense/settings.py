@@ -136,6 +136,17 @@ class Settings(BaseSettings):
                                                  "peer address may send per minute, whatever "
                                                  "client ids it claims (its burst: a minute's "
                                                  "worth).")
+    # feedback (issue 14): where the server's feedback route sends records, whom it trusts.
+    feedback_forward_url: str | None = Field(default=None, description="The sink's /feedback "
+                                             "URL: the model server forwards each accepted "
+                                             "feedback there (with the sink token) instead of "
+                                             "writing the feedback log itself (the cluster).")
+    feedback_forward_timeout: float = Field(default=5.0, gt=0, description="Seconds the "
+                                            "server waits for the sink to take a feedback.")
+    feedback_trusted_proxy_hops: int = Field(default=0, ge=0, description="Proxies in front "
+                                             "of the server that append to X-Forwarded-For: "
+                                             "the peer limit counts the address the outermost "
+                                             "one saw (0: the TCP peer).")
 
     @cached_property
     def home_dir(self) -> Path:

@@ -20,7 +20,8 @@ ALLOWED = {
     "features": {"data"},
     "training": {"features", "data"},
     "monitoring": {"training", "features", "data"},
-    "serving": {"monitoring.inference_log", "training", "features", "data"},
+    "serving": {"monitoring.inference_log", "monitoring.feedback_log",
+                "monitoring.feedback_intake", "training", "features", "data"},
     # deploy renders and validates the cluster objects, the rollout's patched ones included.
     "deploy": {"serving", "training", "features", "data"},
     "cli": {"deploy", "serving", "monitoring", "training", "features", "data"},
