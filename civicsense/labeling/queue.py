@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -113,20 +114,28 @@ def _write_json(path: Path, tasks: list[dict]) -> None:
 
 def export_tasks(settings: Settings, budget: int, strategy: str = "uncertainty", seed: int = 0,
                  since: datetime | None = None, until: datetime | None = None,
-                 out: Path | None = None) -> ExportResult:
+                 out: Path | None = None,
+                 progress: Callable[[str], None] | None = None) -> ExportResult:
     """Write Label Studio tasks: `budget` picks from the payload log's window (default: the
     last settings.label_window_hours) plus every post with feedback (all of the feedback log
     unless since/until are given), none already labelled. Default file:
-    <home>/labels/exports/tasks-<UTC time>-<strategy>.json."""
+    <home>/labels/exports/tasks-<UTC time>-<strategy>.json. `progress` gets a line per step."""
+    say = progress or (lambda line: None)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
     window_end = until or datetime.now(UTC) + timedelta(seconds=1)
     window_start = since or window_end - timedelta(hours=settings.label_window_hours)
     log = read_log(settings.inference_log, settings, window_start, window_end)
+    say(f"payload log: {len(log)} records from {window_start:%Y-%m-%d %H:%M} to "
+        f"{window_end:%Y-%m-%d %H:%M} UTC")
     feedback = read_feedback(settings.feedback_log, settings, since, until)
+    say(f"feedback log: {len(feedback)} records on {feedback['post_key'].nunique()} posts")
     labelled = labelled_keys(settings)
+    say(f"labelled already: {len(labelled)} posts (never offered again)")
     asked = feedback_posts(feedback, log, labelled)
     picks = select_for_labeling(log, budget, strategy, seed, labelled | set(asked["post_key"]))
+    say(f"picked: {len(picks)} of budget {budget} by {strategy}, plus {len(asked)} with "
+        "feedback")
     rows = pd.concat([asked, picks], ignore_index=True) if len(asked) else picks
     tasks = [to_task(row) for row in rows.astype(object).where(rows.notna(), None)
              .to_dict("records")]
