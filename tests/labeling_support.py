@@ -58,7 +58,7 @@ def label_studio_missing_reason() -> str | None:
     return None
 
 
-def start_label_studio(data_dir: Path, timeout: float = 240.0) -> LabelStudioServer:
+def start_label_studio(data_dir: Path, timeout: float = 300.0) -> LabelStudioServer:
     """Label Studio on 127.0.0.1 (SQLite in `data_dir`), in its own process group, with one
     user whose legacy API token is known; returns once /health answers UP."""
     port, token = free_port(), secrets.token_hex(20)

@@ -70,3 +70,20 @@ def test_tasks_go_through_label_studio_and_come_back_as_a_snapshot(label_studio,
         (snapshot.data_version, ANNOTATIONS)]
     # Everything labelled: the queue has only the skipped post left to offer.
     assert [t["data"]["text"] for t in export_tasks(settings, 10).tasks] == [CANCELLED]
+
+
+def test_a_personal_access_token_works_too(label_studio):
+    """1.23's default token kind: a JWT refresh token the client trades for a Bearer token."""
+    legacy = LabelStudioClient(label_studio.url, label_studio.token)
+    made = legacy.session.post(f"{label_studio.url}/api/token/", timeout=30)
+    assert made.status_code == 201, made.text
+    personal = made.json()["token"]
+    assert personal.count(".") == 2
+    client = LabelStudioClient(label_studio.url, personal)
+    assert client.session.headers["Authorization"].startswith("Bearer ")
+    project = client.create_project("personal token")
+    assert client.import_tasks(project, [{"data": {"text": "hello"}}]) == 1
+    (task_id,) = client.task_ids(project)
+    client.annotate(task_id, "neutral")
+    assert [t["annotations"][0]["result"][0]["value"]["choices"] for t in client.export(project)
+            ] == [["neutral"]]
