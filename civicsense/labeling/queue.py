@@ -83,11 +83,15 @@ def select_for_labeling(log: pd.DataFrame, budget: int, strategy: str = "uncerta
 def feedback_posts(feedback: pd.DataFrame, log: pd.DataFrame,
                    exclude_keys: set[str]) -> pd.DataFrame:
     """One queue row per post with feedback (not in `exclude_keys`), reason "feedback": the
-    model's prediction from the payload log when the post is there, else the feedback's."""
+    model's prediction from the payload log when the post is there, else the feedback's. Posts
+    more distinct clients reported come first (a one-client flood of posts queues last)."""
     if feedback.empty:
         return pd.DataFrame(columns=QUEUE_COLUMNS)
-    frame = feedback[~feedback["post_key"].isin(exclude_keys)].sort_values("time", kind="stable")
-    frame = frame.drop_duplicates("post_key", keep="last")
+    frame = feedback[~feedback["post_key"].isin(exclude_keys)]
+    clients = frame.groupby("post_key")["client_id"].nunique()
+    frame = frame.sort_values("time", kind="stable").drop_duplicates("post_key", keep="last")
+    frame = frame.assign(clients=frame["post_key"].map(clients)).sort_values(
+        ["clients", "time"], ascending=[False, True], kind="stable")
     frame = pd.DataFrame({"post_key": frame["post_key"], "time": frame["time"],
                           "text": frame["text"], "model_version": frame["model_version"],
                           "label": frame["predicted_label"], "score": np.nan, "margin": np.nan})
@@ -136,7 +140,8 @@ def export_tasks(settings: Settings, budget: int, strategy: str = "uncertainty",
     picks = select_for_labeling(log, budget, strategy, seed, labelled | set(asked["post_key"]))
     say(f"picked: {len(picks)} of budget {budget} by {strategy}, plus {len(asked)} with "
         "feedback")
-    rows = pd.concat([asked, picks], ignore_index=True) if len(asked) else picks
+    parts = [part for part in (asked, picks) if len(part)]
+    rows = pd.concat(parts, ignore_index=True) if parts else picks
     tasks = [to_task(row) for row in rows.astype(object).where(rows.notna(), None)
              .to_dict("records")]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

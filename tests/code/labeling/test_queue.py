@@ -105,3 +105,16 @@ def test_export_defaults_to_a_file_under_home_and_honours_the_window(civicsense_
     assert [t["data"]["text"] for t in result.tasks] == ["new post"]
     wide = export_tasks(settings, 10, since=NOW - timedelta(days=40))
     assert sorted(t["data"]["text"] for t in wide.tasks) == ["new post", "old post"]
+
+
+def test_feedback_posts_more_clients_reported_come_first(civicsense_home, tmp_path):
+    settings = civicsense_home
+    for i in range(5):  # one client reports five posts
+        feedback(settings, f"flooded post {i}", "negative", "flooder-0123456789",
+                 when=NOW - timedelta(minutes=40 - i))
+    for client in ("client-aaaa1", "client-bbbb2"):
+        feedback(settings, "widely disputed post", "negative", client)
+    result = export_tasks(settings, 0, out=tmp_path / "t.json")
+    assert result.by_reason == {"feedback": 6}
+    assert [t["data"]["text"] for t in result.tasks][:2] == ["widely disputed post",
+                                                             "flooded post 0"]
