@@ -148,6 +148,14 @@ class Settings(BaseSettings):
                                              "the peer limit counts the address the outermost "
                                              "one saw (0: the TCP peer).")
 
+    # labelqueue (issue 14): the labeling queue and the trust rule for readers' feedback.
+    feedback_min_clients: int = Field(default=3, ge=1, description="Distinct client ids that "
+                                      "must agree (and be a strict majority of a post's "
+                                      "clients) before feedback becomes a label without an "
+                                      "annotator.")
+    label_window_hours: float = Field(default=168.0, gt=0, description="Payload-log window "
+                                      "`civicsense label export` picks from by default.")
+
     @cached_property
     def home_dir(self) -> Path:
         path = self.home.expanduser().resolve()
