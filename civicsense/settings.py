@@ -136,6 +136,10 @@ class Settings(BaseSettings):
                                                  "peer address may send per minute, whatever "
                                                  "client ids it claims (its burst: a minute's "
                                                  "worth).")
+    # sources (issue 14): retraining on base data + confirmed labelled snapshots.
+    retrain_with_labels: bool = Field(default=True, description="A drift-triggered retraining "
+                                      "run also trains on every confirmed labelled snapshot "
+                                      "(`civicsense run --labels`).")
 
     @cached_property
     def home_dir(self) -> Path:
