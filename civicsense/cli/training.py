@@ -50,6 +50,8 @@ def run(
     labels: bool = typer.Option(False, "--labels", help="Also train on every confirmed "
                                 "labelled snapshot (`civicsense label import`, agreed "
                                 "feedback): merged after the data by post id, newer wins."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the pipeline's arguments "
+                                 "(data, labelled snapshots, parameters) as JSON; run nothing."),
 ) -> None:
     """Run the training pipeline end to end on this machine (KFP local runner)."""
     from civicsense.data.ingest import IngestError
@@ -63,12 +65,18 @@ def run(
     settings = _settings(data, home)
     params = PipelineParams(sample_size, split, validation_fraction, n_estimators, max_depth,
                             learning_rate, DEFAULTS.seed, gate_margin)
-    typer.echo(f"data: {settings.data}\nhome: {settings.home_dir}\n"
-               f"tracking: {settings.tracking_uri}")
+    if not dry_run:
+        typer.echo(f"data: {settings.data}\nhome: {settings.home_dir}\n"
+                   f"tracking: {settings.tracking_uri}")
     started = time.perf_counter()
     try:
         check(settings.data, settings)
         label_sources = label_snapshots(settings) if labels else []
+        if dry_run:
+            from civicsense.training.runner import arguments
+
+            typer.echo(json.dumps(arguments(settings, params, label_sources), indent=2))
+            return
         if labels:
             typer.echo(f"labels: {len(label_sources)} confirmed snapshot(s)")
         summary, log_path = _run_pipeline(settings, params, cache, verbose,

@@ -148,6 +148,14 @@ def _alive(pid: int | None) -> bool:
 # ---------------------------------------------------------------- launchers
 
 
+def retrain_command(settings: Settings, summary: Path) -> list[str]:
+    """The local retraining command: `civicsense run` on the configured data, plus `--labels`
+    (every confirmed labelled snapshot) unless `retrain_with_labels` is off."""
+    command = [sys.executable, "-m", "civicsense.cli", "run", "--data", settings.data,
+               "--home", str(settings.home_dir), "--summary-json", str(summary)]
+    return command + (["--labels"] if settings.retrain_with_labels else [])
+
+
 def launch_local(settings: Settings) -> dict:
     """`civicsense run` on the configured data source (with `--labels`, the confirmed labelled
     snapshots too, unless `retrain_with_labels` is off), detached (own session), logging to
@@ -158,12 +166,10 @@ def launch_local(settings: Settings) -> dict:
     log_path, summary = runs / f"retrain-{stamp}.log", runs / f"retrain-{stamp}.json"
     env = {**os.environ, "CIVICSENSE_HOME": str(settings.home_dir),
            "CIVICSENSE_DATA": settings.data, "MLFLOW_TRACKING_URI": settings.tracking_uri}
-    command = [sys.executable, "-m", "civicsense.cli", "run", "--data", settings.data,
-               "--home", str(settings.home_dir), "--summary-json", str(summary)]
-    command += ["--labels"] if settings.retrain_with_labels else []
     with open(log_path, "ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        process = subprocess.Popen(retrain_command(settings, summary), stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                   start_new_session=True)
     return {"mode": "local", "pid": process.pid, "log": str(log_path),
             "summary_json": str(summary), "data": settings.data,
             "labels": settings.retrain_with_labels}
