@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     label_window_hours: float = Field(default=168.0, gt=0, description="Payload-log window "
                                       "`civicsense label export` picks from by default.")
 
+    # sources (issue 14): retraining on base data + confirmed labelled snapshots.
+    retrain_with_labels: bool = Field(default=True, description="A drift-triggered retraining "
+                                      "run also trains on every confirmed labelled snapshot "
+                                      "(`civicsense run --labels`).")
+
     @cached_property
     def home_dir(self) -> Path:
         path = self.home.expanduser().resolve()

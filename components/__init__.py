@@ -2,7 +2,7 @@
 
 | component          | wraps                                          |
 | ------------------ | ---------------------------------------------- |
-| `ingest_op`        | civicsense.data.ingest.ingest_source           |
+| `ingest_op`        | civicsense.data.merge.ingest_sources           |
 | `feature_build_op` | civicsense.features.store.build_features       |
 | `train_op`         | civicsense.training.train.train                |
 | `evaluate_op`      | civicsense.training.evaluate.evaluate          |

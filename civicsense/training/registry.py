@@ -3,6 +3,7 @@ registration of a candidate under the gate's alias."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mlflow
@@ -136,11 +137,16 @@ def register_candidate(
 
 def register(settings: Settings, model_uri: str, run_id: str, data_version: str,
              candidate_score: float, champion_score: float | None, champion_version: str,
-             margin: float, pipeline_run: str) -> dict:
+             margin: float, pipeline_run: str, data_versions: Sequence[str] = ()) -> dict:
     """The pipeline's register step: register the candidate with its lineage tags, alias it as
-    the gate decides, and summarize (version, alias, reason, scores, data version)."""
+    the gate decides, and summarize (version, alias, reason, scores, data version).
+    `data_versions`: every source's own data version it trained on (the base first, then each
+    labelled snapshot), tagged comma-separated as `data_versions`; `data_version` is the merged
+    snapshot's."""
     client = configure_mlflow(settings)
-    tags = {"data_version": data_version, "pipeline_run": pipeline_run,
+    versions = list(data_versions) or [data_version]
+    tags = {"data_version": data_version, "data_versions": ",".join(versions),
+            "pipeline_run": pipeline_run,
             "val_macro_recall": f"{candidate_score:.4f}",
             "compared_with_champion": champion_version or "none"}
     result = register_candidate(client, settings.model_name, model_uri, run_id, candidate_score,
@@ -149,5 +155,5 @@ def register(settings: Settings, model_uri: str, run_id: str, data_version: str,
             "reason": result.reason, "val_macro_recall": round(candidate_score, 4),
             "champion_val_macro_recall": None if champion_score is None
             else round(champion_score, 4),
-            "data_version": data_version, "run_id": run_id,
+            "data_version": data_version, "data_versions": versions, "run_id": run_id,
             "tracking_uri": settings.tracking_uri}

@@ -68,3 +68,23 @@ def test_registering_the_same_run_twice_is_idempotent(registry):
     again = register_candidate(registry, "once", uri, run_id, 0.6, 0.6, 0.0, {})
     assert again.version == first.version and again.alias == CHAMPION
     assert len(registry.search_model_versions("name='once'")) == 1
+
+
+def test_register_tags_every_data_version_it_trained_on(tmp_path):
+    from civicsense.settings import Settings
+    from civicsense.training.registry import configure_mlflow, register, registry_client
+
+    settings = Settings(home=tmp_path / "home")
+    configure_mlflow(settings)
+    run_id, uri = log_candidate()
+    summary = register(settings, uri, run_id, "sha256:merged", 0.6, None, "", 0.0, "run-1",
+                       data_versions=["sha256:base", "sha256:labels"])
+    tags = registry_client(settings).get_model_version(settings.model_name,
+                                                       summary["version"]).tags
+    assert tags["data_versions"] == "sha256:base,sha256:labels"
+    assert tags["data_version"] == "sha256:merged"
+    assert summary["data_versions"] == ["sha256:base", "sha256:labels"]
+    run_id, uri = log_candidate()
+    alone = register(settings, uri, run_id, "sha256:base", 0.6, 0.6, "1", 0.0, "run-2")
+    assert registry_client(settings).get_model_version(
+        settings.model_name, alone["version"]).tags["data_versions"] == "sha256:base"
