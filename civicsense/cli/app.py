@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from civicsense.cli import deploy, monitoring, rollout, serving, status, training
+from civicsense.cli import deploy, model, monitoring, rollout, serving, status, training
 
 
 def build_app() -> typer.Typer:
@@ -21,6 +21,7 @@ def build_app() -> typer.Typer:
     monitoring.register(app)
     deploy.register(app)
     status.register(app)
+    model.register(app)
     return app
 
 
