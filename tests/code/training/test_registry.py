@@ -68,3 +68,19 @@ def test_registering_the_same_run_twice_is_idempotent(registry):
     again = register_candidate(registry, "once", uri, run_id, 0.6, 0.6, 0.0, {})
     assert again.version == first.version and again.alias == CHAMPION
     assert len(registry.search_model_versions("name='once'")) == 1
+
+
+def test_a_challenger_with_quality_refusals_gets_no_alias_and_the_reason_is_tagged(registry):
+    first = register_candidate(registry, "q", *reversed(log_candidate()), 0.60, None, 0.0, {},
+                               ["behaviour emoji_only 0.10 < 0.25"])
+    assert first.alias == CHAMPION and "quality warnings: behaviour emoji_only" in first.reason
+    run_id, uri = log_candidate()
+    second = register_candidate(registry, "q", uri, run_id, 0.70, 0.60, 0.0, {},
+                                ["slice long (n=300) 0.5000 vs champion 0.6000"])
+    assert second.alias is None and "refused: slice long (n=300)" in second.reason
+    tags = registry.get_model_version("q", second.version).tags
+    assert tags["gate_refusals"].startswith("slice long") and "refused" in tags["gate"]
+    assert alias_version(registry, "q", CHALLENGER) is None
+    third = register_candidate(registry, "q", *reversed(log_candidate()), 0.70, 0.60, 0.0, {})
+    assert third.alias == CHALLENGER
+    assert registry.get_model_version("q", third.version).tags["gate_refusals"] == "none"
