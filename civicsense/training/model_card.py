@@ -87,7 +87,10 @@ def quality_markdown(report: dict) -> str:
 def render_card(model: str, version: str, alias: str | None, reason: str,
                 tags: dict[str, str], metrics: dict[str, float], report: dict | None) -> str:
     """The Markdown model card of one registered version."""
-    data = tags.get("data_versions") or tags.get("data_version", "unknown")
+    data = tags.get("data_version", "unknown")
+    sources = tags.get("data_versions", data).replace(",", ", ")  # each source's own version
+    if sources != data:
+        data = f"{data} (trained on: {sources})"
     headline = ["| metric | validation |", "| --- | ---: |"] + [
         f"| {name.removeprefix('val_')} | {value:.4f} |" for name, value in sorted(metrics.items())
         if name.startswith("val_") and not name.startswith(("val_ece_", "val_macro_recall_"))

@@ -49,6 +49,9 @@ def test_render_card_lists_data_metrics_use_and_limits():
     assert "support" not in card.split("## Slices")[0]
     assert "## Intended use" in card and "## Limits" in card
     assert "No quality report" in render_card("m", "1", None, "r", {}, {}, None)
+    merged = render_card("m", "4", None, "r", {"data_version": "sha256:m",
+                         "data_versions": "sha256:a,sha256:b"}, {}, None)
+    assert "- data version(s): sha256:m (trained on: sha256:a, sha256:b)" in merged
 
 
 @pytest.fixture(scope="module")
