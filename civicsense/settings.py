@@ -161,6 +161,19 @@ class Settings(BaseSettings):
                                       "run also trains on every confirmed labelled snapshot "
                                       "(`civicsense run --labels`).")
 
+    # quality (issue 13): error analysis in evaluate, the slice and behaviour gate, model card.
+    slice_gate_min_rows: int = Field(default=200, ge=1, description="Validation slices with at "
+                                     "least this many posts are checked by the gate.")
+    slice_gate_margin: float = Field(default=0.03, ge=0, description="Macro recall a challenger "
+                                     "may lose on such a slice against the champion.")
+    calibration_bins: int = Field(default=10, ge=2, description="Bins of the reliability "
+                                  "diagram and of expected calibration error.")
+    behaviour_min_pass_rates: dict[str, float] = Field(
+        default_factory=lambda: {"negation": 0.6, "intensifiers": 0.5, "emoji_only": 0.25,
+                                 "typos_elongations": 0.35, "neutral_facts": 0.9},
+        description="Minimum pass rate of each behaviour suite (JSON in the env var); the gate "
+        "refuses a challenger below any of them.")
+
     @cached_property
     def home_dir(self) -> Path:
         path = self.home.expanduser().resolve()
