@@ -59,7 +59,7 @@ def produced(outputs: dict[str, Any]) -> str:
                      f"{float(meta['model'].get('train_macro_recall', 0)):.3f}")
     if "report" in meta and "tuned" in meta["report"]:
         tuned = meta["report"]
-        parts.append(f"{tuned['trials']} trials, tuning-split macro recall "
+        parts.append(f"{int(tuned['trials'])} trials, tuning-split macro recall "
                      f"{float(tuned['best_value']):.4f} (defaults "
                      f"{float(tuned['default_value']):.4f})" if tuned["tuned"]
                      else "tuning off: the given parameters")

@@ -226,6 +226,7 @@ def tune_training_split(
     out_dir: Path | None = None,
     tags: dict[str, str] | None = None,
     threads: int | None = None,
+    max_rounds: int = 1000,
 ) -> TuneResult:
     """The pipeline's tune step: read the TRAINING split's features from Feast, carve the
     tuner's validation from it (the latest `validation_fraction`, like the pipeline's split) and
@@ -234,4 +235,4 @@ def tune_training_split(
     features = training_frame(settings, train_rows)
     mask = carve_validation(train_rows, split_method, validation_fraction, base.seed)
     return tune(settings, features, train_rows["label"], mask, base, n_trials, base.seed,
-                timeout, out_dir, tags=tags, threads=threads)
+                timeout, out_dir, tags=tags, threads=threads, max_rounds=max_rounds)
