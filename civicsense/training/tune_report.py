@@ -35,7 +35,7 @@ def write_plots(study: optuna.Study, folder: Path) -> dict[str, Path]:
                 continue
             axes = getattr(optuna_plots, f"plot_{name}")(study)
             figure = axes.figure
-            figure.set_size_inches(9, 4.5)
+            figure.set_size_inches(11 if name == "parallel_coordinate" else 9, 4.5)
             figure.tight_layout()
             path = folder / f"{name}.png"
             figure.savefig(path, dpi=90)
