@@ -174,6 +174,17 @@ class Settings(BaseSettings):
         description="Minimum pass rate of each behaviour suite (JSON in the env var); the gate "
         "refuses a challenger below any of them.")
 
+    # tune (issue 13): the Optuna step's knobs beside the pipeline's tune/tune_trials parameters.
+    tune_validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of the "
+                                            "TRAINING split (its latest posts, or random with "
+                                            "split=random) the tuner scores trials on.")
+    tune_timeout_seconds: float | None = Field(default=None, gt=0, description="Stop starting "
+                                               "trials after this long (None: run them all).")
+    tune_threads: int = Field(default=0, ge=0, description="XGBoost threads per trial "
+                              "(0: every core).")
+    tune_max_rounds: int = Field(default=1000, ge=100, description="Most boosting rounds a "
+                                 "trial may draw.")
+
     @cached_property
     def home_dir(self) -> Path:
         path = self.home.expanduser().resolve()

@@ -148,18 +148,15 @@ def register(settings: Settings, model_uri: str, run_id: str, data_version: str,
              candidate_score: float, champion_score: float | None, champion_version: str,
              margin: float, pipeline_run: str, data_versions: Sequence[str] = ()) -> dict:
     """The pipeline's register step: register the candidate with its lineage tags, alias it as
-<<<<<<< HEAD
     the gate decides, and summarize (version, alias, reason, scores, data version).
     `data_versions`: every source's own data version it trained on (the base first, then each
     labelled snapshot), tagged comma-separated as `data_versions`; `data_version` is the merged
     snapshot's."""
-=======
-    the gate decides, and summarize (version, alias, reason, scores, data version)."""
+
     # Imported here: the quality modules need matplotlib, which the serving image lacks.
     from civicsense.training.model_card import write_card
     from civicsense.training.quality import load_quality, quality_refusals
 
->>>>>>> quality
     client = configure_mlflow(settings)
     versions = list(data_versions) or [data_version]
     tags = {"data_version": data_version, "data_versions": ",".join(versions),

@@ -70,7 +70,6 @@ def test_registering_the_same_run_twice_is_idempotent(registry):
     assert len(registry.search_model_versions("name='once'")) == 1
 
 
-<<<<<<< HEAD
 def test_register_tags_every_data_version_it_trained_on(tmp_path):
     from civicsense.settings import Settings
     from civicsense.training.registry import configure_mlflow, register, registry_client
@@ -89,7 +88,8 @@ def test_register_tags_every_data_version_it_trained_on(tmp_path):
     alone = register(settings, uri, run_id, "sha256:base", 0.6, 0.6, "1", 0.0, "run-2")
     assert registry_client(settings).get_model_version(
         settings.model_name, alone["version"]).tags["data_versions"] == "sha256:base"
-=======
+
+
 def test_a_challenger_with_quality_refusals_gets_no_alias_and_the_reason_is_tagged(registry):
     first = register_candidate(registry, "q", *reversed(log_candidate()), 0.60, None, 0.0, {},
                                ["behaviour emoji_only 0.10 < 0.25"])
@@ -104,4 +104,3 @@ def test_a_challenger_with_quality_refusals_gets_no_alias_and_the_reason_is_tagg
     third = register_candidate(registry, "q", *reversed(log_candidate()), 0.70, 0.60, 0.0, {})
     assert third.alias == CHALLENGER
     assert registry.get_model_version("q", third.version).tags["gate_refusals"] == "none"
->>>>>>> quality
