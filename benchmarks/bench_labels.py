@@ -282,7 +282,11 @@ def score(home: Path, version: str, posts: pd.DataFrame) -> float:
     from civicsense.training.evaluate import PRIMARY_METRIC, classification_metrics
     from civicsense.training.registry import configure_mlflow
 
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(name, None)  # mlflow.set_tracking_uri exports it: the last home's
     settings = Settings(home=home)
+    if not settings.tracking_uri.endswith(f"{home.resolve()}/mlflow.db"):
+        raise SystemExit(f"scoring {home}'s model from another registry: {settings.tracking_uri}")
     configure_mlflow(settings)
     model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
     predicted = model.predict(pd.DataFrame({"text": posts["text"].tolist()}))["label"]
