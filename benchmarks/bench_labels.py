@@ -334,6 +334,9 @@ def main() -> None:
                         help="Bench folder [a new temp folder]; its homes are fresh.")
     parser.add_argument("--budgets", default="500", help="Comma-separated label budgets [500].")
     parser.add_argument("--seeds", type=int, default=3, help="Seeds per strategy [3].")
+    parser.add_argument("--split", default="random", choices=("random", "time"),
+                        help="Validation split of every run [random: the default time split "
+                        "puts every imported label, the newest rows, in validation].")
     parser.add_argument("--run-args", default="", help="Extra `civicsense run` options for "
                         "every training run, e.g. '--n-estimators 200'.")
     parser.add_argument("--mirror", type=Path, default=MIRROR_DATA, help="The SemEval folder "
@@ -342,8 +345,10 @@ def main() -> None:
                         "400 traffic posts, budget 50, 1 seed, 600 scoring posts, 30 trees.")
     args = parser.parse_args()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if "--split" in args.run_args.split():
+        raise SystemExit("use the bench's own --split, not --run-args '--split …'")
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
-    seeds, run_args = args.seeds, args.run_args.split()
+    seeds, run_args = args.seeds, ["--split", args.split, *args.run_args.split()]
     traffic_limit = score_limit = 0
     base_names = BASE_FILES
     if args.quick:
