@@ -341,12 +341,12 @@ def main() -> None:
                         "every training run, e.g. '--n-estimators 200'.")
     parser.add_argument("--mirror", type=Path, default=MIRROR_DATA, help="The SemEval folder "
                         "of the data mirror [../shared/data/semeval2017-task4a].")
+    parser.add_argument("--report-only", action="store_true", help="Summarize the arms this "
+                        "bench home has finished; train nothing more.")
     parser.add_argument("--quick", action="store_true", help="Smoke mode: base 2013dev only, "
                         "400 traffic posts, budget 50, 1 seed, 600 scoring posts, 30 trees.")
     args = parser.parse_args()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    if "--split" in args.run_args.split():
-        raise SystemExit("use the bench's own --split, not --run-args '--split …'")
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     seeds, run_args = args.seeds, ["--split", args.split, *args.run_args.split()]
     traffic_limit = score_limit = 0
@@ -419,7 +419,8 @@ def main() -> None:
     old = score(base_home, str(champion["version"]), scoring)
     say(f"   old champion on the unseen 2016 posts: macro recall {old:.4f}")
     arms, trained = [], {}
-    plan = [(b, s, seed) for b in budgets for s in STRATEGIES for seed in range(seeds)]
+    # Seed-major order: an interrupted bench has as many seeds of each strategy, near enough.
+    plan = [(b, s, seed) for b in budgets for seed in range(seeds) for s in STRATEGIES]
     say(f"4. {len(plan)} arms (≈ {champion['seconds']} s of training each)")
     for number, (budget, strategy, seed) in enumerate(plan, start=1):
         say(f"   arm {number}/{len(plan)}: budget {budget}, {strategy}, seed {seed}")
@@ -431,6 +432,9 @@ def main() -> None:
             return {**arm, "macro_recall": score(Path(arm["home"]), arm["version"], scoring)}
 
         (root / "arms").mkdir(exist_ok=True)
+        if args.report_only and not (root / "arms" / f"{folder.name}.json").exists():
+            say("   not run yet (--report-only)")
+            continue
         arm = kept(root / "arms" / f"{folder.name}.json", retrain)
         trained.setdefault(arm["data_version"], arm)
         say(f"   → {arm['labels']} labels ({arm['by_reason']}; in train/validation split: "
