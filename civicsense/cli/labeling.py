@@ -58,9 +58,10 @@ def export_command(
     if window_hours is not None and window_hours <= 0:
         fail(f"--window-hours must be more than 0, not {window_hours:g}")
     settings = get_settings(home=home, label_window_hours=window_hours)
+    start, end = _when(since, "--since"), _when(until, "--until")
     try:
-        result = export_tasks(settings, budget, strategy, seed, _when(since, "--since"),
-                              _when(until, "--until"), out, progress=typer.echo)
+        result = export_tasks(settings, budget, strategy, seed, start, end, out,
+                              progress=typer.echo)
     except Exception as error:  # noqa: BLE001 - unreadable log, bucket down…: one line, exit 2
         fail(f"export failed: {type(error).__name__}: {error}")
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.by_reason.items()))
