@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from civicsense.cli import deploy, labeling, monitoring, rollout, serving, status, training
+from civicsense.cli import deploy, labeling, model, monitoring, rollout, serving, status, training
 
 
 def build_app() -> typer.Typer:
@@ -22,6 +22,7 @@ def build_app() -> typer.Typer:
     deploy.register(app)
     labeling.register(app)
     status.register(app)
+    model.register(app)
     return app
 
 

@@ -20,7 +20,8 @@ ALLOWED = {
     "features": {"data"},
     "training": {"features", "data"},
     "monitoring": {"training", "features", "data"},
-    "serving": {"monitoring.inference_log", "training", "features", "data"},
+    "serving": {"monitoring.inference_log", "monitoring.feedback_log",
+                "monitoring.feedback_intake", "training", "features", "data"},
     # labeling reads the payload and feedback logs and writes ingest-shaped snapshots; it never
     # reaches the server (nor the drift monitor or training).
     "labeling": {"monitoring.inference_log", "monitoring.feedback_log", "data"},
@@ -128,7 +129,7 @@ def test_every_subpackage_says_what_it_is_in_one_line():
 
 
 COMPONENTS = {
-    "ingest_op": "civicsense.data.ingest.ingest_source",
+    "ingest_op": "civicsense.data.merge.ingest_sources",
     "feature_build_op": "civicsense.features.store.build_features",
     "train_op": "civicsense.training.train.train",
     "evaluate_op": "civicsense.training.evaluate.evaluate",
@@ -146,6 +147,6 @@ def test_each_component_wraps_the_one_function_it_is_named_for(component):
     assert f"from {target_module} import" in source and f"{function}(" in source
     called = {node.func.id for node in ast.walk(ast.parse(source.strip()))
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-    project_calls = called & {"ingest_source", "build_features", "train", "evaluate",
-                              "register", "fetch", "ingest", "training_frame"}
+    project_calls = called & {"ingest_source", "ingest_sources", "build_features", "train",
+                              "evaluate", "register", "fetch", "ingest", "training_frame"}
     assert project_calls == {function}, project_calls
