@@ -18,18 +18,16 @@ DATA = str(ROOT / "tests" / "fixtures" / "posts.csv")
 
 
 def write_snapshot(home, rows=(("t1", "positive"), ("t2", "negative"))):
-    """A labelled snapshot where civicsense.labeling.snapshots keeps them."""
+    """A labelled snapshot written by civicsense.labeling.snapshots itself."""
     frame = pd.DataFrame([(key, pd.Timestamp("2015-06-01", tz="UTC"), f"post {key}", label,
                            "label-studio:export.json") for key, label in rows],
                          columns=["post_id", "created_at", "text", "label", "source"])
-    version = content_hash(frame)
-    folder = home / "labels" / version
-    folder.mkdir(parents=True)
-    frame.to_parquet(folder / "snapshot.parquet", index=False)
-    (folder / "meta.json").write_text(json.dumps({
-        "data_version": version, "kind": "annotations", "rows": len(frame),
-        "source": "export.json", "imported_at": "2026-12-03T08:00:00+00:00"}))
-    return folder, version
+    from civicsense.labeling.snapshots import ANNOTATIONS
+    from civicsense.labeling.snapshots import write_snapshot as write
+
+    snapshot = write(Settings(home=home), frame, ANNOTATIONS, "export.json")
+    assert snapshot.data_version == content_hash(frame.sort_values("post_id"))
+    return snapshot.path.parent, snapshot.data_version
 
 
 def dry_run(home, *extra):
