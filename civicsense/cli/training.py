@@ -151,10 +151,14 @@ def compile_command(
     output: Path = typer.Option(None, help="Where to write the IR YAML.",
                                 show_default="pipelines/civicsense_training.yaml"),
 ) -> None:
-    """Compile the pipeline to IR YAML for the Kubeflow UI."""
-    from civicsense.training.runner import COMPILED_PIPELINE, compile_pipeline
+    """Compile the pipeline to IR YAML for the Kubeflow UI (and the labeling pipelines beside
+    the default one: pipelines/civicsense_label_export.yaml, civicsense_label_import.yaml)."""
+    from civicsense.training.runner import COMPILED_PIPELINE, compile_labeling, compile_pipeline
 
     typer.echo(f"wrote {compile_pipeline(output or COMPILED_PIPELINE)}")
+    if output is None:
+        for path in compile_labeling():
+            typer.echo(f"wrote {path}")
 
 
 def submit_command(
