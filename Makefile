@@ -7,7 +7,11 @@ UV_VERSION := 0.13.9
 # DATA=<path|https://…|gs://…> picks the training data (default: ../shared/data mirror).
 DATA ?=
 SAMPLE ?= 0
+# TUNE=1 adds the Optuna step (TRIALS=… trials, default 20) before train.
+TUNE ?= 0
+TRIALS ?=
 RUN_ARGS := $(if $(DATA),--data $(DATA)) $(if $(filter-out 0,$(SAMPLE)),--sample-size $(SAMPLE))
+TUNE_ARGS := $(if $(filter-out 0,$(TUNE)),--tune $(if $(TRIALS),--trials $(TRIALS)))
 PYTEST_ARGS ?=
 
 .PHONY: help setup run test test-fast lint compile submit bench lock clean
@@ -28,14 +32,14 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 
 setup: $(BIN)/.installed ## Create .venv with the locked dependencies
 
-run: setup ## Run the training pipeline end to end locally (DATA=…, SAMPLE=…)
-	$(BIN)/civicsense run $(RUN_ARGS)
+run: setup ## Run the training pipeline end to end locally (DATA=…, SAMPLE=…, TUNE=1, TRIALS=…)
+	$(BIN)/civicsense run $(RUN_ARGS) $(TUNE_ARGS)
 
 test: setup ## Run the whole test suite (offline)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup ## Unit + data tests only: no trained model, no browser, no containers (< 2 min)
-	$(BIN)/python -m pytest -n 3 -m "not e2e and not browser and not container" $(PYTEST_ARGS)
+test-fast: setup ## Unit + data tests only: no trained model, browser, containers or Label Studio (< 2 min)
+	$(BIN)/python -m pytest -n 3 -m "not e2e and not browser and not container and not labelstudio" $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(BIN)/ruff check .
@@ -43,8 +47,8 @@ lint: setup ## ruff
 compile: setup ## Compile the pipeline to pipelines/civicsense_training.yaml
 	$(BIN)/civicsense pipeline compile
 
-submit: setup ## Submit a run to Kubeflow Pipelines (HOST=http://…)
-	$(BIN)/civicsense pipeline submit --host $(HOST) $(RUN_ARGS)
+submit: setup ## Submit a run to Kubeflow Pipelines (HOST=http://…, TUNE=1, TRIALS=…)
+	$(BIN)/civicsense pipeline submit --host $(HOST) $(RUN_ARGS) $(TUNE_ARGS)
 
 bench: setup ## Benchmark the pipeline: cold run and unchanged rerun on the full data
 	$(BIN)/python benchmarks/bench_pipeline.py $(RUN_ARGS)

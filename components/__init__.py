@@ -4,6 +4,7 @@
 | ------------------ | ---------------------------------------------- |
 | `ingest_op`        | civicsense.data.merge.ingest_sources           |
 | `feature_build_op` | civicsense.features.store.build_features       |
+| `tune_op`          | civicsense.training.tune.tune_training_split   |
 | `train_op`         | civicsense.training.train.train                |
 | `evaluate_op`      | civicsense.training.evaluate.evaluate          |
 | `register_op`      | civicsense.training.registry.register          |

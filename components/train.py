@@ -17,6 +17,10 @@ def train_op(
     seed: int,
     pipeline_run: str,
     model: Output[Model],
+    subsample: float = 0.8,
+    colsample_bytree: float = 0.8,
+    min_child_weight: float = 1.0,
+    reg_lambda: float = 1.0,
 ) -> str:
     """Train and log; returns the MLflow run id. The model artifact is the MLflow model dir."""
     from pathlib import Path
@@ -31,7 +35,9 @@ def train_op(
     result = train(
         Settings(), pd.read_parquet(entities.path), joblib.load(featurizer.path),
         TrainParams(n_estimators=n_estimators, max_depth=max_depth,
-                    learning_rate=learning_rate, seed=seed),
+                    learning_rate=learning_rate, subsample=subsample,
+                    colsample_bytree=colsample_bytree, min_child_weight=min_child_weight,
+                    reg_lambda=reg_lambda, seed=seed),
         Path(model.path), data_version, pipeline_run,
     )
     model.metadata.update({"run_id": result.run_id, "model_uri": result.model_uri,

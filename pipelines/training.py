@@ -1,4 +1,5 @@
-"""The training pipeline: ingest → Feast feature build → XGBoost train → evaluate → register."""
+"""The training pipeline: ingest → Feast feature build → (Optuna tune) → XGBoost train →
+evaluate → register."""
 
 from kfp import dsl, kubernetes
 
@@ -8,6 +9,7 @@ from components.feature_build import feature_build_op
 from components.ingest import ingest_op
 from components.register import register_op
 from components.train import train_op
+from components.tune import tune_op
 
 DEFAULTS = PipelineParams()
 
@@ -48,6 +50,8 @@ def training_pipeline(
     learning_rate: float = DEFAULTS.learning_rate,
     seed: int = DEFAULTS.seed,
     gate_margin: float = DEFAULTS.gate_margin,
+    tune: bool = DEFAULTS.tune,
+    tune_trials: int = DEFAULTS.tune_trials,
 ) -> str:
     run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
     # Labelled snapshots (issue 14): given paths, and/or every confirmed one on the state PVC.
@@ -59,10 +63,22 @@ def training_pipeline(
         snapshot=ingested.outputs["snapshot"], split_method=split_method,
         validation_fraction=validation_fraction, sample_size=sample_size, seed=seed))
     built.set_display_name("feature build (Feast)")
+    # tune (issue 13): always a step (cached like the rest); with tune off it passes the given
+    # parameters through, else train gets the best ones the search found on the training split.
+    tuned = _on_cluster(tune_op(
+        entities=built.outputs["entities"], enabled=tune, n_trials=tune_trials,
+        split_method=split_method, n_estimators=n_estimators, max_depth=max_depth,
+        learning_rate=learning_rate, seed=seed, data_version=ingested.outputs["Output"],
+        pipeline_run=run_name))
+    tuned.set_display_name("tune (Optuna)")
+    best = tuned.outputs
     trained = _on_cluster(train_op(
         entities=built.outputs["entities"], featurizer=built.outputs["featurizer"],
-        data_version=ingested.outputs["Output"], n_estimators=n_estimators,
-        max_depth=max_depth, learning_rate=learning_rate, seed=seed, pipeline_run=run_name))
+        data_version=ingested.outputs["Output"], n_estimators=best["n_estimators"],
+        max_depth=best["max_depth"], learning_rate=best["learning_rate"],
+        subsample=best["subsample"], colsample_bytree=best["colsample_bytree"],
+        min_child_weight=best["min_child_weight"], reg_lambda=best["reg_lambda"], seed=seed,
+        pipeline_run=run_name))
     trained.set_display_name("train (XGBoost)")
     # Both read the registry's current state (the champion), so they never reuse a cached run.
     evaluated = _on_cluster(evaluate_op(entities=built.outputs["entities"],

@@ -57,6 +57,12 @@ def produced(outputs: dict[str, Any]) -> str:
     if "model" in meta and "run_id" in meta["model"]:
         parts.append(f"MLflow run {meta['model']['run_id'][:8]}, train macro recall "
                      f"{float(meta['model'].get('train_macro_recall', 0)):.3f}")
+    if "report" in meta and "tuned" in meta["report"]:
+        tuned = meta["report"]
+        parts.append(f"{int(tuned['trials'])} trials, tuning-split macro recall "
+                     f"{float(tuned['best_value']):.4f} (defaults "
+                     f"{float(tuned['default_value']):.4f})" if tuned["tuned"]
+                     else "tuning off: the given parameters")
     if "candidate_score" in outputs:
         champion = outputs.get("champion_version") or ""
         versus = (f" vs champion v{champion} {float(outputs['champion_score']):.4f}" if champion

@@ -38,6 +38,9 @@ def run(
     learning_rate: float = typer.Option(DEFAULTS.learning_rate, help="XGBoost learning rate."),
     gate_margin: float = typer.Option(DEFAULTS.gate_margin, help="Macro recall a candidate must "
                                       "gain over the champion to become challenger."),
+    tune: bool = typer.Option(DEFAULTS.tune, "--tune/--no-tune", help="Search XGBoost's "
+                              "parameters with Optuna on the training split before train."),
+    trials: int = typer.Option(DEFAULTS.tune_trials, help="Optuna trials with --tune."),
     cache: bool = typer.Option(True, help="Reuse unchanged steps from earlier local runs."),
     summary_json: Path = typer.Option(None, help="Also write the run summary to this file.",
                                       show_default="none"),
@@ -62,9 +65,12 @@ def run(
         fail(f"--split must be 'time' or 'random', not {split!r}")
     if not 0 < validation_fraction < 1:
         fail("--validation-fraction must be between 0 and 1")
+    if tune and trials < 1:
+        fail("--trials must be at least 1 with --tune")
     settings = _settings(data, home)
     params = PipelineParams(sample_size, split, validation_fraction, n_estimators, max_depth,
-                            learning_rate, DEFAULTS.seed, gate_margin)
+                            learning_rate, DEFAULTS.seed, gate_margin, tune=tune,
+                            tune_trials=trials)
     if not dry_run:
         typer.echo(f"data: {settings.data}\nhome: {settings.home_dir}\n"
                    f"tracking: {settings.tracking_uri}")
@@ -169,14 +175,16 @@ def submit_command(
     namespace: str = typer.Option(None, help="Kubeflow profile namespace (multi-user).",
                                   show_default="none: single-user"),
     sample_size: int = typer.Option(DEFAULTS.sample_size, help="Stratified sample (0 = all)."),
+    tune: bool = typer.Option(DEFAULTS.tune, "--tune/--no-tune", help="With the Optuna step."),
+    trials: int = typer.Option(DEFAULTS.tune_trials, help="Optuna trials with --tune."),
 ) -> None:
     """Submit a run of the compiled pipeline to a Kubeflow Pipelines endpoint."""
     from civicsense.training.runner import submit
 
     settings = _settings(data, None)
+    params = PipelineParams(sample_size=sample_size, tune=tune, tune_trials=trials)
     try:
-        run_id = submit(host, settings, PipelineParams(sample_size=sample_size), experiment,
-                        namespace)
+        run_id = submit(host, settings, params, experiment, namespace)
     except Exception as error:  # kfp.Client raises transport errors of many kinds
         fail(f"could not submit to {host}: {error}", 1)
     typer.echo(f"submitted run {run_id} to {host}")

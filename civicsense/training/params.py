@@ -14,6 +14,9 @@ class TrainParams:
     learning_rate: float = 0.05
     subsample: float = 0.8
     colsample_bytree: float = 0.8
+    # XGBoost's own defaults, named so the tuner can search them (the default model is unchanged).
+    min_child_weight: float = 1.0
+    reg_lambda: float = 1.0
     seed: int = 0
 
 
@@ -29,3 +32,6 @@ class PipelineParams:
     learning_rate: float = TrainParams.learning_rate
     seed: int = TrainParams.seed
     gate_margin: float = 0.0
+    # tune (issue 13): an Optuna search before train (off by default: it costs minutes).
+    tune: bool = False
+    tune_trials: int = 20

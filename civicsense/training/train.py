@@ -60,20 +60,31 @@ class _ProgressBar(xgb.callback.TrainingCallback):
         return model
 
 
-def fit_booster(features: pd.DataFrame, labels: pd.Series, params: TrainParams) -> xgb.Booster:
-    """A multi-class booster, classes re-weighted so the minority (negative) class counts."""
+def booster_params(params: TrainParams) -> dict[str, object]:
+    """XGBoost's parameter dict for `params` (multi-class probabilities, hist trees)."""
+    return {
+        "objective": "multi:softprob", "num_class": len(LABELS), "tree_method": "hist",
+        "max_depth": params.max_depth, "eta": params.learning_rate,
+        "subsample": params.subsample, "colsample_bytree": params.colsample_bytree,
+        "min_child_weight": params.min_child_weight, "lambda": params.reg_lambda,
+        "seed": params.seed, "eval_metric": "mlogloss",
+    }
+
+
+def fit_booster(features: pd.DataFrame, labels: pd.Series, params: TrainParams,
+                callbacks: list[xgb.callback.TrainingCallback] | None = None,
+                threads: int | None = None) -> xgb.Booster:
+    """A multi-class booster, classes re-weighted so the minority (negative) class counts.
+    Without callbacks it draws a progress bar; the tuner passes its pruning callback instead.
+    threads: XGBoost's nthread (None: its default, every core)."""
     y = encode_labels(labels)
     matrix = xgb.DMatrix(features.to_numpy(np.float32), label=y,
                          weight=compute_sample_weight("balanced", y),
                          feature_names=list(features.columns))
-    booster_params = {
-        "objective": "multi:softprob", "num_class": len(LABELS), "tree_method": "hist",
-        "max_depth": params.max_depth, "eta": params.learning_rate,
-        "subsample": params.subsample, "colsample_bytree": params.colsample_bytree,
-        "seed": params.seed, "eval_metric": "mlogloss",
-    }
-    return xgb.train(booster_params, matrix, num_boost_round=params.n_estimators,
-                     callbacks=[_ProgressBar(params.n_estimators)])
+    settings = booster_params(params) | ({"nthread": threads} if threads else {})
+    return xgb.train(settings, matrix, num_boost_round=params.n_estimators,
+                     callbacks=callbacks if callbacks is not None
+                     else [_ProgressBar(params.n_estimators)])
 
 
 def git_commit(settings: Settings) -> str:

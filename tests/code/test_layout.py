@@ -20,10 +20,14 @@ ALLOWED = {
     "features": {"data"},
     "training": {"features", "data"},
     "monitoring": {"training", "features", "data"},
-    "serving": {"monitoring.inference_log", "training", "features", "data"},
+    "serving": {"monitoring.inference_log", "monitoring.feedback_log",
+                "monitoring.feedback_intake", "training", "features", "data"},
+    # labeling reads the payload and feedback logs and writes ingest-shaped snapshots; it never
+    # reaches the server (nor the drift monitor or training).
+    "labeling": {"monitoring.inference_log", "monitoring.feedback_log", "data"},
     # deploy renders and validates the cluster objects, the rollout's patched ones included.
     "deploy": {"serving", "training", "features", "data"},
-    "cli": {"deploy", "serving", "monitoring", "training", "features", "data", "labeling"},
+    "cli": {"deploy", "serving", "monitoring", "labeling", "training", "features", "data"},
 }
 BASE = {"civicsense", "civicsense.settings", "civicsense.storage"}
 

@@ -128,7 +128,7 @@ def test_compiled_yaml_is_strict_and_runs_locally(trained_home, tmp_path):
     path = compile_pipeline(tmp_path / "pipeline.yaml")
     documents = list(yaml.safe_load_all(path.read_text()))
     spec = json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec())
-    assert set(spec.root.dag.tasks) == {"ingest-op", "feature-build-op", "train-op",
+    assert set(spec.root.dag.tasks) == {"ingest-op", "feature-build-op", "tune-op", "train-op",
                                         "evaluate-op", "register-op"}
     platform = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert all("pvcMount" in executor for executor in platform.values())

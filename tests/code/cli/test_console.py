@@ -49,7 +49,8 @@ def test_steps_come_in_the_order_they_run():
     from pipelines.training import training_pipeline
 
     assert list(display_names(training_pipeline).values()) == [
-        "ingest", "feature build (Feast)", "train (XGBoost)", "evaluate", "register (MLflow)"]
+        "ingest", "feature build (Feast)", "tune (Optuna)", "train (XGBoost)", "evaluate",
+        "register (MLflow)"]
 
 
 def test_produced_names_what_each_step_made():
@@ -62,6 +63,12 @@ def test_produced_names_what_each_step_made():
                     ) == "val macro recall 0.6123 vs champion v3 0.6000"
     summary = {"model": "m", "version": "2", "alias": None, "reason": "does not beat champion"}
     assert produced({"Output": json.dumps(summary)}) == "m v2 → no alias (does not beat champion)"
+    report = dsl.HTML(name="report")
+    report.metadata = {"tuned": True, "trials": 20.0, "best_value": 0.655, "default_value": 0.641}
+    assert produced({"report": report, "n_estimators": 650}) == (
+        "20 trials, tuning-split macro recall 0.6550 (defaults 0.6410)")
+    report.metadata = {"tuned": False}
+    assert produced({"report": report}) == "tuning off: the given parameters"
 
 
 def test_eta_is_the_last_run_of_that_size_else_the_full_data_scaled():
@@ -101,12 +108,13 @@ def test_a_real_run_fits_on_one_screen_with_a_line_per_step(trained_home):
     settings, summary = trained_home
     lines, raw = terminal_of(trained_home)
     assert len(lines) <= 30, "\n".join(lines)
-    steps = [line for line in lines if re.match(r"\[\d/5\] ", line)]
-    assert [line.split()[1] for line in steps] == ["ingest", "feature", "train", "evaluate",
-                                                   "register"]
+    steps = [line for line in lines if re.match(r"\[\d/6\] ", line)]
+    assert [line.split()[1] for line in steps] == ["ingest", "feature", "tune", "train",
+                                                   "evaluate", "register"]
     assert all(re.search(r"\d+\.\d s  \S", line) for line in steps)
     assert "posts, " in steps[0] and "validation posts in Feast" in steps[1]
-    assert f"v{summary['version']} → champion" in steps[4]
+    assert "tuning off" in steps[2]
+    assert f"v{summary['version']} → champion" in steps[5]
     assert any(line.startswith("pipeline took ") for line in lines)
     # KFP's per-task JSON and the components' chatter stayed out of the terminal …
     assert '"executorInput"' not in raw and "Got executor_input" not in raw

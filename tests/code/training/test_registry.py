@@ -88,3 +88,19 @@ def test_register_tags_every_data_version_it_trained_on(tmp_path):
     alone = register(settings, uri, run_id, "sha256:base", 0.6, 0.6, "1", 0.0, "run-2")
     assert registry_client(settings).get_model_version(
         settings.model_name, alone["version"]).tags["data_versions"] == "sha256:base"
+
+
+def test_a_challenger_with_quality_refusals_gets_no_alias_and_the_reason_is_tagged(registry):
+    first = register_candidate(registry, "q", *reversed(log_candidate()), 0.60, None, 0.0, {},
+                               ["behaviour emoji_only 0.10 < 0.25"])
+    assert first.alias == CHAMPION and "quality warnings: behaviour emoji_only" in first.reason
+    run_id, uri = log_candidate()
+    second = register_candidate(registry, "q", uri, run_id, 0.70, 0.60, 0.0, {},
+                                ["slice long (n=300) 0.5000 vs champion 0.6000"])
+    assert second.alias is None and "refused: slice long (n=300)" in second.reason
+    tags = registry.get_model_version("q", second.version).tags
+    assert tags["gate_refusals"].startswith("slice long") and "refused" in tags["gate"]
+    assert alias_version(registry, "q", CHALLENGER) is None
+    third = register_candidate(registry, "q", *reversed(log_candidate()), 0.70, 0.60, 0.0, {})
+    assert third.alias == CHALLENGER
+    assert registry.get_model_version("q", third.version).tags["gate_refusals"] == "none"
