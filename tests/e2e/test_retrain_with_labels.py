@@ -2,6 +2,8 @@
 `data_versions` tag lists both, and an unchanged rerun with the same labels is a cache hit.
 (Named to run after test_pipeline.py, which counts the session registry's versions.)"""
 
+import time
+
 import pandas as pd
 from mlflow import MlflowClient
 
@@ -44,6 +46,8 @@ def test_the_registered_version_lists_every_data_version_it_trained_on(trained_h
     assert set(snapshot[snapshot["source"] == "label-studio:export.json"]["post_id"]) == {
         f"t{index:04d}" for index in range(60)}
 
+    started = time.perf_counter()
     again = run_local(Settings(data=str(MIRROR_DATA)), params, label_sources=[folder])
+    print(f"unchanged rerun with labels: {time.perf_counter() - started:.1f} s")
     assert (again["version"], again["run_id"]) == (summary["version"], summary["run_id"])
     assert again["reason"] == "already registered by this run"

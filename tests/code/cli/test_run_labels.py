@@ -78,3 +78,12 @@ def test_ingest_merges_labelled_snapshots_after_the_data(tmp_path):
     assert report["source_versions"][str(folder)] == version
     assert list(report["source_versions"]) == [DATA, str(folder)]
     assert report["records_read"] == report["accepted"] + report["quarantined"] == 3 + 2
+
+
+def test_pipeline_submit_labels_asks_the_cluster_ingest_for_them(kfp_api):
+    host, calls = kfp_api
+    result = runner.invoke(app, ["pipeline", "submit", "--host", host, "--data", DATA,
+                                 "--labels"])
+    assert result.exit_code == 0, result.output
+    body = next(body for method, path, body in calls if method == "POST" and "/runs" in path)
+    assert body["runtime_config"]["parameters"]["confirmed_labels"] is True
