@@ -8,6 +8,13 @@
 | `train_op`         | civicsense.training.train.train                |
 | `evaluate_op`      | civicsense.training.evaluate.evaluate          |
 | `register_op`      | civicsense.training.registry.register          |
+
+The labeling pipelines' (pipelines/labeling.py):
+
+| component          | wraps                                          |
+| ------------------ | ---------------------------------------------- |
+| `label_export_op`  | civicsense.labeling.queue.export_tasks         |
+| `label_import_op`  | civicsense.labeling.snapshots.import_labels    |
 """
 
 from civicsense.settings import DEFAULT_COMPONENT_IMAGE

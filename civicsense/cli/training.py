@@ -157,10 +157,14 @@ def compile_command(
     output: Path = typer.Option(None, help="Where to write the IR YAML.",
                                 show_default="pipelines/civicsense_training.yaml"),
 ) -> None:
-    """Compile the pipeline to IR YAML for the Kubeflow UI."""
-    from civicsense.training.runner import COMPILED_PIPELINE, compile_pipeline
+    """Compile the pipeline to IR YAML for the Kubeflow UI (and the labeling pipelines beside
+    the default one: pipelines/civicsense_label_export.yaml, civicsense_label_import.yaml)."""
+    from civicsense.training.runner import COMPILED_PIPELINE, compile_labeling, compile_pipeline
 
     typer.echo(f"wrote {compile_pipeline(output or COMPILED_PIPELINE)}")
+    if output is None:
+        for path in compile_labeling():
+            typer.echo(f"wrote {path}")
 
 
 def submit_command(
@@ -173,6 +177,9 @@ def submit_command(
     sample_size: int = typer.Option(DEFAULTS.sample_size, help="Stratified sample (0 = all)."),
     tune: bool = typer.Option(DEFAULTS.tune, "--tune/--no-tune", help="With the Optuna step."),
     trials: int = typer.Option(DEFAULTS.tune_trials, help="Optuna trials with --tune."),
+    labels: bool = typer.Option(False, "--labels", help="Ingest also adds every confirmed "
+                                "labelled snapshot on the cluster's state PVC (the run skips "
+                                "the step cache)."),
 ) -> None:
     """Submit a run of the compiled pipeline to a Kubeflow Pipelines endpoint."""
     from civicsense.training.runner import submit
@@ -180,7 +187,7 @@ def submit_command(
     settings = _settings(data, None)
     params = PipelineParams(sample_size=sample_size, tune=tune, tune_trials=trials)
     try:
-        run_id = submit(host, settings, params, experiment, namespace)
+        run_id = submit(host, settings, params, experiment, namespace, confirmed_labels=labels)
     except Exception as error:  # kfp.Client raises transport errors of many kinds
         fail(f"could not submit to {host}: {error}", 1)
     typer.echo(f"submitted run {run_id} to {host}")

@@ -16,6 +16,11 @@ from civicsense.training.params import PipelineParams
 from civicsense.training.run_capture import RunObserver, captured, display_names, observed_tasks
 
 COMPILED_PIPELINE = PROJECT_ROOT / "pipelines" / "civicsense_training.yaml"
+# The labeling pipelines (pipelines/labeling.py), each compiled to its own YAML beside it.
+LABELING_PIPELINES = {"label_export_pipeline": PROJECT_ROOT / "pipelines" /
+                      "civicsense_label_export.yaml",
+                      "label_import_pipeline": PROJECT_ROOT / "pipelines" /
+                      "civicsense_label_import.yaml"}
 
 
 def arguments(settings: Settings, params: PipelineParams, label_sources: Sequence[object] = (),
@@ -78,6 +83,20 @@ def compile_pipeline(path: Path = COMPILED_PIPELINE) -> Path:
 
     compiler.Compiler().compile(training_pipeline, str(path))
     return path
+
+
+def compile_labeling(directory: Path | None = None) -> list[Path]:
+    """Write the labeling pipelines' IR YAMLs (into `directory`, else beside the training's)."""
+    from kfp import compiler
+
+    from pipelines import labeling
+
+    written = []
+    for function, default in LABELING_PIPELINES.items():
+        path = (directory / default.name) if directory else default
+        compiler.Compiler().compile(getattr(labeling, function), str(path))
+        written.append(path)
+    return written
 
 
 def submit(host: str, settings: Settings, params: PipelineParams, experiment: str,

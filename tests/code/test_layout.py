@@ -90,7 +90,8 @@ import civicsense
 for info in pkgutil.walk_packages(civicsense.__path__, "civicsense."):
     importlib.import_module(info.name)
 for name in ("components.ingest", "components.feature_build", "components.train",
-             "components.evaluate", "components.register", "pipelines.training"):
+             "components.evaluate", "components.register", "pipelines.training",
+             "components.label_export", "components.label_import", "pipelines.labeling"):
     importlib.import_module(name)
 import importlib.util
 spec = importlib.util.spec_from_file_location("defs", sys.argv[1])
@@ -134,6 +135,8 @@ COMPONENTS = {
     "train_op": "civicsense.training.train.train",
     "evaluate_op": "civicsense.training.evaluate.evaluate",
     "register_op": "civicsense.training.registry.register",
+    "label_export_op": "civicsense.labeling.queue.export_tasks",
+    "label_import_op": "civicsense.labeling.snapshots.import_labels",
 }
 
 
@@ -148,5 +151,6 @@ def test_each_component_wraps_the_one_function_it_is_named_for(component):
     called = {node.func.id for node in ast.walk(ast.parse(source.strip()))
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     project_calls = called & {"ingest_source", "ingest_sources", "build_features", "train",
-                              "evaluate", "register", "fetch", "ingest", "training_frame"}
+                              "evaluate", "register", "fetch", "ingest", "training_frame",
+                              "export_tasks", "import_labels"}
     assert project_calls == {function}, project_calls

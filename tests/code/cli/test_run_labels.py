@@ -3,12 +3,9 @@ arguments (and its cache key), and ingest merges them after the data."""
 
 import json
 
-import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from civicsense.cli.app import app
-from civicsense.data.ingest import content_hash
 from civicsense.data.sources import fingerprint
 from civicsense.settings import Settings
 from tests_support import ROOT
@@ -17,19 +14,24 @@ runner = CliRunner()
 DATA = str(ROOT / "tests" / "fixtures" / "posts.csv")
 
 
-def write_snapshot(home, rows=(("t1", "positive"), ("t2", "negative"))):
-    """A labelled snapshot where civicsense.labeling.snapshots keeps them."""
-    frame = pd.DataFrame([(key, pd.Timestamp("2015-06-01", tz="UTC"), f"post {key}", label,
-                           "label-studio:export.json") for key, label in rows],
-                         columns=["post_id", "created_at", "text", "label", "source"])
-    version = content_hash(frame)
-    folder = home / "labels" / version
-    folder.mkdir(parents=True)
-    frame.to_parquet(folder / "snapshot.parquet", index=False)
-    (folder / "meta.json").write_text(json.dumps({
-        "data_version": version, "kind": "annotations", "rows": len(frame),
-        "source": "export.json", "imported_at": "2026-12-03T08:00:00+00:00"}))
-    return folder, version
+def export_file(path, annotations=(("great reform", "positive"), ("awful vote", "negative"))):
+    """(text, label) annotations as a Label Studio JSON export, one task per text."""
+    when = "2026-12-02T10:00:00Z"
+    path.write_text(json.dumps([
+        {"id": index, "data": {"text": text}, "annotations": [{
+            "completed_by": 1, "was_cancelled": False, "created_at": when, "updated_at": when,
+            "result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                        "value": {"choices": [label]}}]}]}
+        for index, (text, label) in enumerate(annotations, start=1)]))
+    return path
+
+
+def write_snapshot(home):
+    """An annotations snapshot imported the way `civicsense label import` does."""
+    from civicsense.labeling.snapshots import import_labels
+
+    snapshot = import_labels(Settings(home=home), export_file(home.parent / "export.json"))
+    return snapshot.path, snapshot.data_version
 
 
 def dry_run(home, *extra):
@@ -48,17 +50,26 @@ def test_a_run_without_labels_has_none_and_the_old_cache_key(tmp_path):
 
 
 def test_run_labels_passes_every_confirmed_snapshot_to_the_pipeline(tmp_path):
-    pytest.importorskip("civicsense.labeling.snapshots")
-    folder, _ = write_snapshot(tmp_path / "home")
-    arguments = dry_run(tmp_path / "home", "--labels")
-    assert len(arguments["label_sources"]) >= 1
-    assert any(str(folder) in source for source in arguments["label_sources"])
+    from labeling_support import feedback
+
+    home = tmp_path / "home"
+    snapshot, _ = write_snapshot(home)
+    arguments = dry_run(home, "--labels")
+    assert arguments["label_sources"] == [str(snapshot)]
     assert arguments["source_fingerprint"] != fingerprint(DATA, Settings())
-    assert dry_run(tmp_path / "home", "--labels") == arguments  # same labels, same cache key
+    assert dry_run(home, "--labels") == arguments  # same labels, same cache key
+    # Feedback that three distinct clients agree on joins too, first (an annotator wins).
+    for client in ("client-1", "client-2", "client-3"):
+        feedback(Settings(home=home), "the law passed", "positive", client)
+    with_feedback = dry_run(home, "--labels")
+    consensus, annotated = with_feedback["label_sources"]
+    assert annotated == str(snapshot) and "snapshot.parquet" in consensus
+    assert with_feedback["source_fingerprint"] != arguments["source_fingerprint"]
 
 
 def test_ingest_merges_labelled_snapshots_after_the_data(tmp_path):
-    folder, version = write_snapshot(tmp_path / "home")
+    snapshot, version = write_snapshot(tmp_path / "home")
+    folder = snapshot.parent
     result = runner.invoke(app, ["ingest", "--data", DATA, "--out", str(tmp_path / "s.parquet"),
                                  "--quarantine", str(tmp_path / "q.parquet"),
                                  "--labelled", str(folder)])
@@ -67,3 +78,12 @@ def test_ingest_merges_labelled_snapshots_after_the_data(tmp_path):
     assert report["source_versions"][str(folder)] == version
     assert list(report["source_versions"]) == [DATA, str(folder)]
     assert report["records_read"] == report["accepted"] + report["quarantined"] == 3 + 2
+
+
+def test_pipeline_submit_labels_asks_the_cluster_ingest_for_them(kfp_api):
+    host, calls = kfp_api
+    result = runner.invoke(app, ["pipeline", "submit", "--host", host, "--data", DATA,
+                                 "--labels"])
+    assert result.exit_code == 0, result.output
+    body = next(body for method, path, body in calls if method == "POST" and "/runs" in path)
+    assert body["runtime_config"]["parameters"]["confirmed_labels"] is True
