@@ -68,6 +68,7 @@ def link_files(paths: Iterable[Path], folder: Path) -> Path:
     """A folder of symlinks to exactly these files (what `civicsense run --data` reads)."""
     folder.mkdir(parents=True, exist_ok=True)
     for path in paths:
+        (folder / path.name).unlink(missing_ok=True)  # a resumed bench home links again
         (folder / path.name).symlink_to(path.resolve())
     return folder
 
@@ -123,6 +124,24 @@ def annotate(tasks: Sequence[Mapping], gold: pd.DataFrame, annotator: str = ANNO
                              "created_at": now, "updated_at": now, "lead_time": 1.0,
                              "task": number, "project": 1}]})
     return export, missing
+
+
+def labels_in_split(home: Path, label_keys: set[str]) -> dict[str, int]:
+    """How many labelled posts the latest pipeline run in `home` put in its train and its
+    validation split (from feature build's entity rows), and how many the default time split
+    (latest 20% by created_at) would have put in train."""
+    from civicsense.data.split import assign_split
+
+    runs = sorted((home / "pipeline-runs").glob("civicsense-training-*/feature-build-op/entities"),
+                  key=lambda path: path.stat().st_mtime)
+    if not runs:
+        return {}
+    entities = pd.read_parquet(runs[-1], columns=["post_id", "created_at", "split"])
+    labelled = entities["post_id"].isin(label_keys)
+    counts = entities[labelled]["split"].value_counts()
+    by_time = assign_split(entities, "time", 0.2)
+    return {"train": int(counts.get("train", 0)), "validation": int(counts.get("validation", 0)),
+            "train_if_time_split": int((labelled & (by_time == "train")).sum())}
 
 
 def summarize(old: float, arms: Sequence[Mapping]) -> dict:
@@ -292,12 +311,15 @@ def run_arm(base: Settings, arm: Path, budget: int, strategy: str, seed: int, go
            "labels": snapshot.rows, "data_version": snapshot.data_version}
     if snapshot.data_version in trained:
         say(f"   same labels as {trained[snapshot.data_version]['arm']}: its model reused")
-        return {**row, **{k: trained[snapshot.data_version][k]
-                          for k in ("version", "home", "seconds", "arm")}, "reused": True}
+        return {**row, **{k: trained[snapshot.data_version][k] for k in
+                          ("version", "home", "seconds", "arm", "labels_in_split")},
+                "reused": True}
     summary = train(data, home, run_args, labels=True)
+    keys = set(pd.read_parquet(snapshot.path, columns=["post_id"])["post_id"])
     row.update(version=str(summary["version"]), home=str(home), seconds=summary["seconds"],
                arm=arm.name, reused=False, val_macro_recall=summary.get("val_macro_recall"),
-               data_versions=summary.get("data_versions"))
+               data_versions=summary.get("data_versions"),
+               labels_in_split=labels_in_split(home, keys))
     trained[snapshot.data_version] = row
     return row
 
@@ -310,6 +332,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="Seeds per strategy [3].")
     parser.add_argument("--run-args", default="", help="Extra `civicsense run` options for "
                         "every training run, e.g. '--n-estimators 200'.")
+    parser.add_argument("--mirror", type=Path, default=MIRROR_DATA, help="The SemEval folder "
+                        "of the data mirror [../shared/data/semeval2017-task4a].")
     parser.add_argument("--quick", action="store_true", help="Smoke mode: base 2013dev only, "
                         "400 traffic posts, budget 50, 1 seed, 600 scoring posts, 30 trees.")
     args = parser.parse_args()
@@ -333,14 +357,15 @@ def main() -> None:
                      "started": datetime.now(UTC).isoformat()}
     say(f"bench home {root}; budgets {budgets}, {seeds} seed(s), run options {run_args or 'none'}")
 
-    base_paths = mirror_files(base_names)
+    base_paths = mirror_files(base_names, args.mirror)
     data = link_files(base_paths, root / "data-2013")
     trained_on = load_gold(base_paths)
-    traffic = load_gold(mirror_files(TRAFFIC_FILES))
+    traffic = load_gold(mirror_files(TRAFFIC_FILES, args.mirror))
     traffic = scoring_set(traffic, trained_on)  # only posts the champion never trained on
     if traffic_limit:
         traffic = traffic.sample(min(traffic_limit, len(traffic)), random_state=0)
-    scoring = scoring_set(load_gold(mirror_files(SCORING_FILES)), trained_on, traffic)
+    scoring = scoring_set(load_gold(mirror_files(SCORING_FILES, args.mirror)), trained_on,
+                          traffic)
     if score_limit:
         scoring = scoring.sample(min(score_limit, len(scoring)), random_state=0)
     figures["posts"] = {"base": len(trained_on), "traffic": len(traffic), "scoring": len(scoring),
@@ -399,8 +424,9 @@ def main() -> None:
         (root / "arms").mkdir(exist_ok=True)
         arm = kept(root / "arms" / f"{folder.name}.json", retrain)
         trained.setdefault(arm["data_version"], arm)
-        say(f"   → {arm['labels']} labels ({arm['by_reason']}), v{arm['version']}, "
-            f"macro recall {arm['macro_recall']:.4f} ({arm['macro_recall'] - old:+.4f})")
+        say(f"   → {arm['labels']} labels ({arm['by_reason']}; in train/validation split: "
+            f"{arm['labels_in_split']}), v{arm['version']}, macro recall "
+            f"{arm['macro_recall']:.4f} ({arm['macro_recall'] - old:+.4f})")
         arms.append(arm)
 
     figures["arms"] = arms

@@ -45,8 +45,12 @@ def tune_op(
         report.metadata["tuned"] = False
         return Best(**tuned, best_value=-1.0)
 
+    import os
     import tempfile
 
+    # Before XGBoost loads OpenMP: idle threads sleep instead of spinning. On a loaded machine
+    # spinning threads made 2-thread boosting ~40x slower than 1 thread (docs: README, tuning).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import pandas as pd
 
     from civicsense.settings import Settings

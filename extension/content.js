@@ -110,8 +110,9 @@
     .bar span { display: block; height: 100%; }
     .num { text-align: right; font-variant-numeric: tabular-nums; }
     .muted { color: #616e7c; font-size: 12px; }
-    .fb { display: inline-flex; align-items: center; gap: 3px; margin-left: 4px; font-size: 11px;
-      line-height: 16px; white-space: nowrap; }
+    .fb { display: inline-flex; flex-wrap: wrap; align-items: center; gap: 3px; margin-left: 4px;
+      font-size: 11px; line-height: 16px; vertical-align: middle; }
+    .fb-status { white-space: normal; max-width: 26em; }
     .fb button { font-size: 11px; line-height: 14px; padding: 0 6px; border-radius: 999px; }
     .fb button:disabled { opacity: .6; cursor: default; }
     .fb .choices[hidden] { display: none; }

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import requests
 
+from civicsense.labeling.label_studio import LabelStudioClient
 from civicsense.monitoring.feedback_log import make_feedback, write_feedback
 from civicsense.monitoring.inference_log import make_records, write_records
 from civicsense.settings import PROJECT_ROOT, Settings
@@ -44,10 +45,15 @@ def feedback(settings: Settings, text: str, label: str, client: str, n: int = 1,
 
 @dataclass
 class LabelStudioServer:
+    """A running Label Studio: its URL, a user's legacy API token, the process and its log."""
+
     url: str
     token: str
     process: subprocess.Popen
     log: Path
+
+    def client(self) -> LabelStudioClient:
+        return LabelStudioClient(self.url, self.token)
 
 
 def label_studio_missing_reason() -> str | None:

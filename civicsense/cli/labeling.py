@@ -58,10 +58,11 @@ def export_command(
     if window_hours is not None and window_hours <= 0:
         fail(f"--window-hours must be more than 0, not {window_hours:g}")
     settings = get_settings(home=home, label_window_hours=window_hours)
+    start, end = _when(since, "--since"), _when(until, "--until")
     try:
-        result = export_tasks(settings, budget, strategy, seed, _when(since, "--since"),
-                              _when(until, "--until"), out, progress=typer.echo)
-    except (OSError, ValueError) as error:
+        result = export_tasks(settings, budget, strategy, seed, start, end, out,
+                              progress=typer.echo)
+    except Exception as error:  # noqa: BLE001 - unreadable log, bucket down…: one line, exit 2
         fail(f"export failed: {type(error).__name__}: {error}")
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.by_reason.items()))
     typer.echo(f"tasks: {len(result.tasks)} ({reasons or 'none'})\nwrote: {result.path}")
@@ -115,8 +116,8 @@ def status_command(
                f"({', '.join(f'{n} {label}' for label, n in sorted(labels.items())) or 'none'})")
     try:
         feedback = read_feedback(settings.feedback_log, settings)
-    except OSError as error:
-        fail(f"could not read the feedback log: {error}")
+    except Exception as error:  # noqa: BLE001 - unreadable log, bucket down…: one line, exit 2
+        fail(f"could not read the feedback log: {type(error).__name__}: {error}")
     posts = set(feedback["post_key"])
     agreed = consensus(feedback, settings.feedback_min_clients)
     typer.echo(f"feedback: {len(feedback)} records on {len(posts)} posts from "

@@ -95,7 +95,7 @@ def write_snapshot(settings: Settings, frame: pd.DataFrame, kind: str, source: s
 def list_snapshots(settings: Settings) -> list[LabelledSnapshot]:
     """Every labelled snapshot, oldest first (by import time, then version)."""
     root = labels_root(settings)
-    found = [_load(p) for p in root.glob("sha256-*/meta.json")] if root.is_dir() else []
+    found = [_load(p) for p in root.glob("sha256*/meta.json")] if root.is_dir() else []
     return sorted(found, key=lambda s: (s.imported_at, s.data_version))
 
 

@@ -152,7 +152,6 @@ def register(settings: Settings, model_uri: str, run_id: str, data_version: str,
     `data_versions`: every source's own data version it trained on (the base first, then each
     labelled snapshot), tagged comma-separated as `data_versions`; `data_version` is the merged
     snapshot's."""
-
     # Imported here: the quality modules need matplotlib, which the serving image lacks.
     from civicsense.training.model_card import write_card
     from civicsense.training.quality import load_quality, quality_refusals

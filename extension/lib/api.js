@@ -199,14 +199,15 @@ export async function classify(settings, texts, options = {}) {
 }
 
 /** Send one reader's feedback on a badge (the body from lib/feedback.js: feedbackBody). A
- * 429 is an ApiError("busy") whose message says when to try again. */
+ * 429 is an ApiError("busy") with the server's message, which says when to try again. */
 export async function sendFeedback(settings, body, options = {}) {
   try {
     return await call(feedbackUrl(settings), { method: "POST", headers: headers(settings),
       body: JSON.stringify(body) }, options);
   } catch (error) {
     if (error instanceof ApiError && error.status === 429) {
-      throw new ApiError("busy", `Too much feedback for now: ${error.message}`, 429);
+      const detail = error.message.replace(/^The server answered 429: /, "");
+      throw new ApiError("busy", `Not sent (429): ${detail}`, 429);
     }
     throw error;
   }

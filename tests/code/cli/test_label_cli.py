@@ -69,3 +69,13 @@ def test_an_export_without_usable_annotations_is_refused(civicsense_home, tmp_pa
     result = runner.invoke(app, ["label", "import", str(export)])
     assert result.exit_code == 2 and "no usable annotations" in result.output
     assert "unknown_label" in result.output
+
+
+
+def test_an_unreadable_log_is_an_error_line_and_exit_2(civicsense_home, gcs, monkeypatch):
+    monkeypatch.setenv("CIVICSENSE_FEEDBACK_LOG_URI", "gs://no-such-bucket/feedback")
+    for args in (["export", "--budget", "1"], ["status"]):
+        result = runner.invoke(app, ["label", *args])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert result.output.strip().splitlines()[-1].startswith("error: "), result.output

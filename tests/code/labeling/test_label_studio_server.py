@@ -38,7 +38,7 @@ def test_tasks_go_through_label_studio_and_come_back_as_a_snapshot(label_studio,
     exported = export_tasks(settings, budget=len(texts), out=tmp_path / "tasks.json")
     assert exported.by_reason == {"feedback": 1, "uncertainty": len(texts)}
 
-    client = LabelStudioClient(label_studio.url, label_studio.token)
+    client = label_studio.client()
     project = client.create_project("civicsense round trip")
     assert client.import_tasks(project, json.loads(exported.path.read_text())) == len(texts) + 1
     chosen = {**POSTS, DISPUTED: "negative"}
@@ -74,8 +74,7 @@ def test_tasks_go_through_label_studio_and_come_back_as_a_snapshot(label_studio,
 
 def test_a_personal_access_token_works_too(label_studio):
     """1.23's default token kind: a JWT refresh token the client trades for a Bearer token."""
-    legacy = LabelStudioClient(label_studio.url, label_studio.token)
-    made = legacy.session.post(f"{label_studio.url}/api/token/", timeout=30)
+    made = label_studio.client().session.post(f"{label_studio.url}/api/token/", timeout=30)
     assert made.status_code == 201, made.text
     personal = made.json()["token"]
     assert personal.count(".") == 2

@@ -93,3 +93,19 @@ def test_labelled_posts_leave_the_queue_and_reach_training(civicsense_home, tmp_
     assert labelled_keys(settings) == {post_key("a post")}
     assert [t["data"]["text"] for t in export_tasks(settings, 5).tasks] == ["b post"]
     assert confirmed_sources(settings) == [snapshot.path]
+
+
+def test_a_snapshot_folder_named_with_the_colon_is_listed_too(civicsense_home):
+    """Writers name the folder sha256-<hex>; one named by the data version verbatim is read."""
+    frame = pd.DataFrame({"post_id": ["t1"], "created_at": [pd.Timestamp("2015-06-01", tz="UTC")],
+                          "text": ["x"], "label": ["neutral"], "source": ["elsewhere"]})
+    version = content_hash(frame)
+    folder = civicsense_home.home_dir / "labels" / version
+    folder.mkdir(parents=True)
+    frame.to_parquet(folder / "snapshot.parquet", index=False)
+    (folder / "meta.json").write_text(json.dumps({
+        "data_version": version, "kind": ANNOTATIONS, "rows": 1, "source": "elsewhere",
+        "imported_at": "2026-12-03T08:00:00+00:00"}))
+    assert [s.path for s in list_snapshots(civicsense_home)] == [folder / "snapshot.parquet"]
+    assert confirmed_sources(civicsense_home) == [folder / "snapshot.parquet"]
+    assert labelled_keys(civicsense_home) == {"t1"}

@@ -86,3 +86,26 @@ def test_without_a_token_the_peer_header_is_ignored(tmp_path):
         spoofed = {**GOOD, "client_id": "reader-0002"}
         assert client.post("/feedback", json=spoofed, headers={
             "X-CivicSense-Peer": "198.51.100.2"}).status_code == 429
+
+
+def test_the_sink_writes_the_feedback_log_to_gcs(gcs, tmp_path):
+    """As on the cluster: gs://civicsense-monitoring/feedback-log (the emulator here)."""
+    settings = Settings(home=tmp_path / "home", inference_log_uri=f"{gcs}/inference-log",
+                        feedback_log_uri=f"{gcs}/feedback-log")
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/feedback", json=GOOD).status_code == 200
+        assert client.post("/feedback", json={**GOOD, "label": "neutral"}).status_code == 200
+    frame = read_feedback(settings.feedback_log, settings)
+    assert frame.label.tolist() == ["positive", "neutral"]
+    assert set(frame.post_key) == {post_key(GOOD["text"])}
+
+
+def test_an_unwritable_log_is_a_503_with_retry_after(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the log's directory should be")
+    settings = Settings(home=tmp_path / "home", inference_log_uri=str(tmp_path / "log"),
+                        feedback_log_uri=str(blocker))
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/feedback", json=GOOD)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
+    assert "cannot be written" in answer.json()["error"]

@@ -71,7 +71,7 @@ test("feedback: sent as one POST; a 429 is a 'busy' error with the server's mess
       assert.ok(error instanceof ApiError);
       assert.equal(error.kind, "busy");
       assert.equal(error.status, 429);
-      assert.match(error.message, /Too much feedback for now: .*429.*try again in 10 s/);
+      assert.equal(error.message, "Not sent (429): too much feedback from this client: try again in 10 s");
       return true;
     });
   } finally {
