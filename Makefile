@@ -38,8 +38,8 @@ run: setup ## Run the training pipeline end to end locally (DATA=…, SAMPLE=…
 test: setup ## Run the whole test suite (offline)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup ## Unit + data tests only: no trained model, no browser, no containers (< 2 min)
-	$(BIN)/python -m pytest -n 3 -m "not e2e and not browser and not container" $(PYTEST_ARGS)
+test-fast: setup ## Unit + data tests only: no trained model, browser, containers or Label Studio (< 2 min)
+	$(BIN)/python -m pytest -n 3 -m "not e2e and not browser and not container and not labelstudio" $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(BIN)/ruff check .

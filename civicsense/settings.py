@@ -136,6 +136,44 @@ class Settings(BaseSettings):
                                                  "peer address may send per minute, whatever "
                                                  "client ids it claims (its burst: a minute's "
                                                  "worth).")
+    # feedback (issue 14): where the server's feedback route sends records, whom it trusts.
+    feedback_forward_url: str | None = Field(default=None, description="The sink's /feedback "
+                                             "URL: the model server forwards each accepted "
+                                             "feedback there (with the sink token) instead of "
+                                             "writing the feedback log itself (the cluster).")
+    feedback_forward_timeout: float = Field(default=5.0, gt=0, description="Seconds the "
+                                            "server waits for the sink to take a feedback.")
+    feedback_trusted_proxy_hops: int = Field(default=0, ge=0, description="Proxies in front "
+                                             "of the server that append to X-Forwarded-For: "
+                                             "the peer limit counts the address the outermost "
+                                             "one saw (0: the TCP peer).")
+
+    # labelqueue (issue 14): the labeling queue and the trust rule for readers' feedback.
+    feedback_min_clients: int = Field(default=3, ge=1, description="Distinct client ids that "
+                                      "must agree (and be a strict majority of a post's "
+                                      "clients) before feedback becomes a label without an "
+                                      "annotator.")
+    label_window_hours: float = Field(default=168.0, gt=0, description="Payload-log window "
+                                      "`civicsense label export` picks from by default.")
+
+    # sources (issue 14): retraining on base data + confirmed labelled snapshots.
+    retrain_with_labels: bool = Field(default=True, description="A drift-triggered retraining "
+                                      "run also trains on every confirmed labelled snapshot "
+                                      "(`civicsense run --labels`).")
+
+    # quality (issue 13): error analysis in evaluate, the slice and behaviour gate, model card.
+    slice_gate_min_rows: int = Field(default=200, ge=1, description="Validation slices with at "
+                                     "least this many posts are checked by the gate.")
+    slice_gate_margin: float = Field(default=0.03, ge=0, description="Macro recall a challenger "
+                                     "may lose on such a slice against the champion.")
+    calibration_bins: int = Field(default=10, ge=2, description="Bins of the reliability "
+                                  "diagram and of expected calibration error.")
+    behaviour_min_pass_rates: dict[str, float] = Field(
+        default_factory=lambda: {"negation": 0.6, "intensifiers": 0.5, "emoji_only": 0.25,
+                                 "typos_elongations": 0.35, "neutral_facts": 0.9},
+        description="Minimum pass rate of each behaviour suite (JSON in the env var); the gate "
+        "refuses a challenger below any of them.")
+
     # tune (issue 13): the Optuna step's knobs beside the pipeline's tune/tune_trials parameters.
     tune_validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of the "
                                             "TRAINING split (its latest posts, or random with "

@@ -2,12 +2,19 @@
 
 | component          | wraps                                          |
 | ------------------ | ---------------------------------------------- |
-| `ingest_op`        | civicsense.data.ingest.ingest_source           |
+| `ingest_op`        | civicsense.data.merge.ingest_sources           |
 | `feature_build_op` | civicsense.features.store.build_features       |
 | `tune_op`          | civicsense.training.tune.tune_training_split   |
 | `train_op`         | civicsense.training.train.train                |
 | `evaluate_op`      | civicsense.training.evaluate.evaluate          |
 | `register_op`      | civicsense.training.registry.register          |
+
+The labeling pipelines' (pipelines/labeling.py):
+
+| component          | wraps                                          |
+| ------------------ | ---------------------------------------------- |
+| `label_export_op`  | civicsense.labeling.queue.export_tasks         |
+| `label_import_op`  | civicsense.labeling.snapshots.import_labels    |
 """
 
 from civicsense.settings import DEFAULT_COMPONENT_IMAGE

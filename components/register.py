@@ -15,8 +15,10 @@ def register_op(
     champion_version: str,
     margin: float,
     pipeline_run: str,
+    data_versions: str = "[]",
 ) -> str:
-    """Register; returns a JSON summary (version, alias, reason, scores)."""
+    """Register; returns a JSON summary (version, alias, reason, scores). `data_versions`: the
+    JSON list of every source's data version (ingest's output of that name)."""
     import json
 
     from civicsense.settings import Settings
@@ -25,5 +27,5 @@ def register_op(
     summary = register(Settings(), model.metadata["model_uri"], model.metadata["run_id"],
                        data_version, candidate_score,
                        champion_score if champion_score >= 0 else None, champion_version,
-                       margin, pipeline_run)
+                       margin, pipeline_run, data_versions=json.loads(data_versions))
     return json.dumps(summary)

@@ -6,10 +6,12 @@
 // test arbitrary endpoints or see the Authorization header. A content script may only ask
 // "classify these texts with the saved settings" while the user's analysis of its tab runs,
 // within the server's limits, and report that analysis' progress (lib/trust.js).
-import { ApiError, classify, prepareTexts, testConnection } from "./lib/api.js";
+import { ApiError, classify, prepareTexts, sendFeedback, testConnection } from "./lib/api.js";
+import { CLIENT_ID, feedbackBody, labelProblem, newClientId, rememberBadges, textKey }
+  from "./lib/feedback.js";
 import { addCounts, dayKey, pruneHistory } from "./lib/history.js";
 import { addToRun, endRun, requireRun, runKey, startRun, takeFromRun } from "./lib/runs.js";
-import { readAuth, writeAuth } from "./lib/secrets.js";
+import { readAuth, readClientId, writeAuth } from "./lib/secrets.js";
 import { authTransportProblem, DEFAULTS, endpointPattern, loadSettings, normalizeSettings,
   saveSettings, validateEndpoint } from "./lib/settings.js";
 import { compileTopics, matchTopics } from "./lib/topics.js";
@@ -21,6 +23,7 @@ const MENU_PAGE = "civicsense-analyze-page";
 const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL("")).origin;
 const pageKey = (tabId) => `page:${tabId}`;
 const contribKey = (tabId) => `contrib:${tabId}`;
+const badgesKey = (tabId) => `badges:${tabId}`;
 
 // chrome.storage.session holds page states, addresses and analysis budgets: trusted contexts
 // only (Chrome's default, set explicitly so that no later change opens it to content scripts).
@@ -101,10 +104,51 @@ async function classifyTexts(texts, settings = null) {
     modelVersion = answer.modelVersion ?? modelVersion;
     idx.forEach((i, j) => {
       results[i] = { ...answer.results[j], topics: matchTopics(prepared[i].text, topics),
-        truncated: prepared[i].truncated, chars: prepared[i].chars };
+        truncated: prepared[i].truncated, chars: prepared[i].chars,
+        modelVersion: answer.modelVersion ?? null };
     });
   }
-  return { results, modelVersion, maxChars: settings.maxChars };
+  return { results, modelVersion, maxChars: settings.maxChars, prepared };
+}
+
+// The badges drawn in each tab, as text hashes (lib/feedback.js): what feedback may be about.
+let badgesLock = Promise.resolve();
+function rememberTabBadges(tabId, prepared, answer) {
+  const next = badgesLock.then(async () => {
+    const entries = [];
+    for (const [i, result] of answer.results.entries()) {
+      if (result?.modelVersion) {  // the version that made this badge (its batch's answer)
+        entries.push([await textKey(prepared[i].text), result.label, result.modelVersion]);
+      }
+    }
+    const key = badgesKey(tabId);
+    const { [key]: known } = await chrome.storage.session.get(key);
+    await chrome.storage.session.set({ [key]: rememberBadges(known, entries) });
+  });
+  badgesLock = next.catch(() => {});
+  return next;
+}
+
+/** "Wrong?" on a badge of this tab: the reader's label for the text, sent to the configured
+ * endpoint with the label and model version the server gave that badge. */
+async function sendBadgeFeedback(tabId, rawText, label) {
+  const problem = labelProblem(label);
+  if (problem) throw forbidden(problem);
+  const settings = await loadWorkerSettings();
+  await requireReachable(settings);
+  const [prepared] = prepareTexts([rawText], settings.maxChars);
+  const key = badgesKey(tabId);
+  const { [key]: known } = await chrome.storage.session.get(key);
+  const badge = !prepared.empty && known?.[await textKey(prepared.text)];
+  if (!badge) {
+    throw forbidden("feedback goes only with a badge CivicSense drew in this tab");
+  }
+  const [predictedLabel, modelVersion] = badge;
+  const clientId = await readClientId(newClientId);
+  if (!CLIENT_ID.test(clientId)) throw new ApiError("internal", "The client id is malformed.");
+  const answer = await sendFeedback(settings, feedbackBody({ text: prepared.text, label,
+    predictedLabel, modelVersion, clientId }));
+  return { label, modelVersion, postKey: answer?.post_key ?? null };
 }
 
 async function injectContent(tabId) {
@@ -233,9 +277,16 @@ const contentHandlers = {
     const problem = textsProblem(msg.texts);
     if (problem) throw forbidden(problem);
     await takeFromRun(sender.tab.id, msg.texts.length);
-    const answer = await classifyTexts(msg.texts);
+    const { prepared, ...answer } = await classifyTexts(msg.texts);
     await addToRun(sender.tab.id, answer.results);
+    await rememberTabBadges(sender.tab.id, prepared, answer);
     return answer;
+  },
+  /** The reader clicked "Wrong?" → a label on one of this tab's badges. */
+  async feedback(msg, sender) {
+    const problem = textsProblem([msg.text]);
+    if (problem) throw forbidden(problem);
+    return sendBadgeFeedback(sender.tab.id, msg.text, msg.label);
   },
   async "page-progress"(msg, sender) {
     await requireRun(sender.tab.id);
@@ -321,12 +372,13 @@ chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
 chrome.tabs.onUpdated.addListener((tabId, change) => {
   // (A run's budget stays: only our content script, injected on the user's request, which
   // starts a new run, can use it, and pages that navigate in place must not lose it.)
-  if (change.status === "loading") chrome.storage.session.remove(pageKey(tabId));
+  if (change.status === "loading") chrome.storage.session.remove([pageKey(tabId), badgesKey(tabId)]);
 });
 chrome.tabs.onRemoved.addListener((tabId) => {
-  chrome.storage.session.remove([pageKey(tabId), contribKey(tabId), runKey(tabId)]);
+  chrome.storage.session.remove([pageKey(tabId), contribKey(tabId), runKey(tabId),
+    badgesKey(tabId)]);
 });
 
 // For the tests and for debugging from the service worker console.
 globalThis.civicsense = { classifyTexts, analyzePage, analyzeSelection, onContextMenu,
-  migrateAuthHeader, readAuth, writeAuth };
+  migrateAuthHeader, readAuth, writeAuth, readClientId: () => readClientId(newClientId) };

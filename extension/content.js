@@ -110,6 +110,14 @@
     .bar span { display: block; height: 100%; }
     .num { text-align: right; font-variant-numeric: tabular-nums; }
     .muted { color: #616e7c; font-size: 12px; }
+    .fb { display: inline-flex; flex-wrap: wrap; align-items: center; gap: 3px; margin-left: 4px;
+      font-size: 11px; line-height: 16px; vertical-align: middle; }
+    .fb-status { white-space: normal; max-width: 26em; }
+    .fb button { font-size: 11px; line-height: 14px; padding: 0 6px; border-radius: 999px; }
+    .fb button:disabled { opacity: .6; cursor: default; }
+    .fb .choices[hidden] { display: none; }
+    .fb .choices { display: inline-flex; gap: 3px; }
+    .fb-status.ok { color: #1e7a45; } .fb-status.error { color: #9b1c1c; }
   `;
 
   // --- finding posts -------------------------------------------------------------------
@@ -210,7 +218,54 @@
     badge.append(h("span", { class: "dot" }), h("span", { class: "label", text: "…" }));
     root.append(badge);
     anchor.append(host);
-    return { host, badge };
+    return { host, root, badge };
+  }
+
+  // "Wrong?" on a badge: the reader picks the right label; only that click sends anything
+  // (the post's text and the label, through the service worker, to the configured server).
+  function addFeedback(item) {
+    item.root.querySelector(".fb")?.remove();
+    const wrong = h("button", { type: "button", class: "wrong", text: "Wrong?",
+      "aria-expanded": "false",
+      title: "Tell your CivicSense server the right label: sends this post's text to it" });
+    const choices = h("span", { class: "choices", hidden: "" }, ...CLASSES.map((c) =>
+      h("button", { type: "button", class: `choice choice-${c}`, "data-label": c, text: c })));
+    const status = h("span", { class: "fb-status", role: "status", "aria-live": "polite" });
+    const box = h("span", { class: "fb" }, wrong, choices, status);
+    const buttons = () => [wrong, ...choices.querySelectorAll("button")];
+    wrong.addEventListener("click", (event) => {
+      if (!event.isTrusted) return; // a script of the page cannot send feedback for the reader
+      choices.hidden = !choices.hidden;
+      wrong.setAttribute("aria-expanded", String(!choices.hidden));
+    });
+    choices.addEventListener("click", async (event) => {
+      const label = event.target?.dataset?.label;
+      if (!event.isTrusted || !CLASSES.includes(label)) return;
+      for (const b of buttons()) b.disabled = true;
+      status.className = "fb-status";
+      status.removeAttribute("role");
+      status.textContent = "Sending…";
+      let answer;
+      try {
+        answer = await send({ type: "feedback", text: item.text.slice(0, MAX_RAW_TEXT_CHARS), label });
+      } catch (error) {
+        answer = { ok: false, error: { message: String(error?.message ?? error) } };
+      }
+      if (answer?.ok) {
+        choices.hidden = true;
+        wrong.hidden = true;
+        status.className = "fb-status ok";
+        status.textContent = `Thanks: sent as ${label}`;
+        item.host.dataset.feedback = `sent:${label}`;
+      } else {
+        for (const b of buttons()) b.disabled = false;
+        status.className = "fb-status error";
+        status.setAttribute("role", "alert");
+        status.textContent = answer?.error?.message ?? "The feedback was not sent.";
+        item.host.dataset.feedback = "error";
+      }
+    });
+    item.root.append(box);
   }
 
   function setBadge(item, result) {
@@ -230,9 +285,11 @@
     badge.setAttribute("aria-label", lines.slice(0, 4).join(", "));
     host.dataset.label = result.label;
     host.dataset.topics = (result.topics ?? []).join(" ");
+    addFeedback(item);
   }
 
   function setBadgeError(item, message) {
+    item.root.querySelector(".fb")?.remove();
     item.badge.replaceChildren(h("span", { class: "dot" }), h("span", { class: "label", text: "!" }));
     item.badge.className = "badge error";
     item.badge.title = `CivicSense: ${message}`;

@@ -40,6 +40,8 @@ def _on_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
 def training_pipeline(
     data_source: str,
     source_fingerprint: str = "",
+    label_sources: list = [],  # noqa: B006 - KFP reads the default from the signature
+    confirmed_labels: bool = False,
     sample_size: int = DEFAULTS.sample_size,
     split_method: str = DEFAULTS.split_method,
     validation_fraction: float = DEFAULTS.validation_fraction,
@@ -52,7 +54,10 @@ def training_pipeline(
     tune_trials: int = DEFAULTS.tune_trials,
 ) -> str:
     run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-    ingested = _on_cluster(ingest_op(source=data_source, source_fingerprint=source_fingerprint))
+    # Labelled snapshots (issue 14): given paths, and/or every confirmed one on the state PVC.
+    ingested = _on_cluster(ingest_op(source=data_source, label_sources=label_sources,
+                                     confirmed_labels=confirmed_labels,
+                                     source_fingerprint=source_fingerprint))
     ingested.set_display_name("ingest")
     built = _on_cluster(feature_build_op(
         snapshot=ingested.outputs["snapshot"], split_method=split_method,
@@ -84,6 +89,6 @@ def training_pipeline(
         candidate_score=evaluated.outputs["candidate_score"],
         champion_score=evaluated.outputs["champion_score"],
         champion_version=evaluated.outputs["champion_version"], margin=gate_margin,
-        pipeline_run=run_name))
+        pipeline_run=run_name, data_versions=ingested.outputs["data_versions"]))
     registered.set_display_name("register (MLflow)").set_caching_options(False)
     return registered.output

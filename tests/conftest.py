@@ -109,7 +109,7 @@ def _mlflow_uris_do_not_leak() -> Iterator[None]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark by what a test needs, so `make test-fast` can leave the slow kinds out: anything
     that uses the session's real pipeline run is `e2e`; the extension's Chromium tests are
-    `browser`; tests/container are `container`."""
+    `browser`; tests/container are `container`; a real Label Studio is `labelstudio`."""
     for item in items:
         parts = item.path.parts
         if "trained_home" in item.fixturenames or "e2e" in parts:
@@ -118,6 +118,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
         if "container" in parts:
             item.add_marker(pytest.mark.container)
+        if "label_studio" in item.fixturenames:
+            item.add_marker(pytest.mark.labelstudio)
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One real Label Studio 1.23 for the session (`make label-studio-venv`), on 127.0.0.1 with
+    SQLite in a fresh data dir and one user whose API token is `.token` (legacy `Token` auth).
+    Without the venv the test fails under CI=true (CI must build it) and skips elsewhere."""
+    from labeling_support import label_studio_missing_reason, start_label_studio, stop_label_studio
+
+    missing = label_studio_missing_reason()
+    if missing:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{missing}: CI must run `make label-studio-venv` first")
+        pytest.skip(missing)
+    server = start_label_studio(tmp_path_factory.mktemp("label-studio"))
+    try:
+        yield server
+    finally:
+        stop_label_studio(server.process)
 
 
 @pytest.fixture

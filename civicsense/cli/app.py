@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from civicsense.cli import deploy, monitoring, rollout, serving, status, training
+from civicsense.cli import deploy, labeling, model, monitoring, rollout, serving, status, training
 
 
 def build_app() -> typer.Typer:
@@ -20,7 +20,9 @@ def build_app() -> typer.Typer:
     rollout.register(app)
     monitoring.register(app)
     deploy.register(app)
+    labeling.register(app)
     status.register(app)
+    model.register(app)
     return app
 
 

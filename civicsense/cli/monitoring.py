@@ -125,7 +125,8 @@ def sink_command(
         False, "--allow-unauthenticated", help="Accept events without CIVICSENSE_SINK_TOKEN "
         "on a non-loopback address (anyone who reaches the sink can then write the log)."),
 ) -> None:
-    """Receive KServe logger CloudEvents on POST /events into the inference log.
+    """Receive KServe logger CloudEvents on POST /events into the inference log, and the
+    model servers' forwarded feedback on POST /feedback into the feedback log.
 
     Events must carry CIVICSENSE_SINK_TOKEN (`?token=` or `Authorization: Bearer`)."""
     import uvicorn

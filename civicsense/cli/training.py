@@ -50,6 +50,11 @@ def run(
                                "(every step in the component image; docs/containers.md)."),
     image: str = typer.Option(None, help="Component image for --runner docker.",
                               show_default="civicsense-components:<version>-<git sha>"),
+    labels: bool = typer.Option(False, "--labels", help="Also train on every confirmed "
+                                "labelled snapshot (`civicsense label import`, agreed "
+                                "feedback): merged after the data by post id, newer wins."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the pipeline's arguments "
+                                 "(data, labelled snapshots, parameters) as JSON; run nothing."),
 ) -> None:
     """Run the training pipeline end to end on this machine (KFP local runner)."""
     from civicsense.data.ingest import IngestError
@@ -66,13 +71,22 @@ def run(
     params = PipelineParams(sample_size, split, validation_fraction, n_estimators, max_depth,
                             learning_rate, DEFAULTS.seed, gate_margin, tune=tune,
                             tune_trials=trials)
-    typer.echo(f"data: {settings.data}\nhome: {settings.home_dir}\n"
-               f"tracking: {settings.tracking_uri}")
+    if not dry_run:
+        typer.echo(f"data: {settings.data}\nhome: {settings.home_dir}\n"
+                   f"tracking: {settings.tracking_uri}")
     started = time.perf_counter()
     try:
         check(settings.data, settings)
+        label_sources = label_snapshots(settings) if labels else []
+        if dry_run:
+            from civicsense.training.runner import arguments
+
+            typer.echo(json.dumps(arguments(settings, params, label_sources), indent=2))
+            return
+        if labels:
+            typer.echo(f"labels: {len(label_sources)} confirmed snapshot(s)")
         summary, log_path = _run_pipeline(settings, params, cache, verbose,
-                                          pick_runner(runner, settings, image))
+                                          pick_runner(runner, settings, image), label_sources)
     except (SourceError, IngestError, ValueError, EngineError) as error:
         fail(str(error))
     except RuntimeError as error:  # the local runner reports a failed task this way
@@ -81,6 +95,8 @@ def run(
                 f"alias={summary['alias'] or 'none'} ({summary['reason']})", fg="green")
     typer.echo(f"val macro recall {summary['val_macro_recall']:.4f}, data "
                f"{summary['data_version']}, MLflow run {summary['run_id']}")
+    if len(summary.get("data_versions", [])) > 1:
+        typer.echo(f"trained on {', '.join(summary['data_versions'])}")
     if summary_json:
         summary_json.write_text(json.dumps(summary, indent=2))
     typer.echo("next: make serve (the model server), make ui (MLflow UI), make status")
@@ -88,35 +104,50 @@ def run(
                + (f"; full log: {log_path}" if log_path else ""))
 
 
+def label_snapshots(settings: Settings) -> list[Path]:
+    """What `run --labels` merges after the data: every confirmed labelled snapshot, oldest
+    first (civicsense.labeling.snapshots.confirmed_sources)."""
+    from civicsense.labeling.snapshots import confirmed_sources
+
+    return list(confirmed_sources(settings))
+
+
 def _run_pipeline(settings: Settings, params: PipelineParams, cache: bool, verbose: bool,
-                  runner: object | None) -> tuple[dict, Path | None]:
+                  runner: object | None, label_sources: list[Path] | None = None
+                  ) -> tuple[dict, Path | None]:
     """The local run, drawn as one line per step with a live bar; everything else to the log."""
     import sys
 
     from civicsense.cli.console import FULL_DATA_POSTS, RunConsole
     from civicsense.training.runner import run_local, run_log_path
 
+    label_sources = label_sources or []
     if verbose:
-        return run_local(settings, params, cache=cache, runner=runner), None
+        return run_local(settings, params, cache=cache, runner=runner,
+                         label_sources=label_sources), None
     log_path = run_log_path(settings)
     console = RunConsole(sys.stdout, params.sample_size or FULL_DATA_POSTS,
                          log_path.parent / "step-seconds.json")
     return run_local(settings, params, cache=cache, runner=runner, observer=console,
-                     log_path=log_path), log_path
+                     log_path=log_path, label_sources=label_sources), log_path
 
 
 def ingest_command(
     data: str = DataOption,
     out: Path = typer.Option(Path("snapshot.parquet"), help="Accepted rows (Parquet)."),
     quarantine: Path = typer.Option(Path("quarantine.parquet"), help="Rejected rows."),
+    labels: list[str] = typer.Option([], "--labelled", help="A labelled snapshot (its "
+                                     "snapshot.parquet or directory) merged after the data by "
+                                     "post id, later wins; repeatable.", show_default="none"),
 ) -> None:
-    """Ingest a data source alone and print the accounting report."""
-    from civicsense.data.ingest import IngestError, ingest_source
+    """Ingest a data source (plus labelled snapshots) and print the accounting report."""
+    from civicsense.data.ingest import IngestError
+    from civicsense.data.merge import ingest_sources
     from civicsense.data.sources import SourceError
 
     settings = _settings(data, None)
     try:
-        result = ingest_source(settings.data, settings, out, quarantine)
+        result = ingest_sources([settings.data, *labels], settings, out, quarantine)
     except (IngestError, SourceError) as error:
         fail(str(error))
     typer.echo(json.dumps(result.report, indent=2))
@@ -126,10 +157,14 @@ def compile_command(
     output: Path = typer.Option(None, help="Where to write the IR YAML.",
                                 show_default="pipelines/civicsense_training.yaml"),
 ) -> None:
-    """Compile the pipeline to IR YAML for the Kubeflow UI."""
-    from civicsense.training.runner import COMPILED_PIPELINE, compile_pipeline
+    """Compile the pipeline to IR YAML for the Kubeflow UI (and the labeling pipelines beside
+    the default one: pipelines/civicsense_label_export.yaml, civicsense_label_import.yaml)."""
+    from civicsense.training.runner import COMPILED_PIPELINE, compile_labeling, compile_pipeline
 
     typer.echo(f"wrote {compile_pipeline(output or COMPILED_PIPELINE)}")
+    if output is None:
+        for path in compile_labeling():
+            typer.echo(f"wrote {path}")
 
 
 def submit_command(
@@ -142,6 +177,9 @@ def submit_command(
     sample_size: int = typer.Option(DEFAULTS.sample_size, help="Stratified sample (0 = all)."),
     tune: bool = typer.Option(DEFAULTS.tune, "--tune/--no-tune", help="With the Optuna step."),
     trials: int = typer.Option(DEFAULTS.tune_trials, help="Optuna trials with --tune."),
+    labels: bool = typer.Option(False, "--labels", help="Ingest also adds every confirmed "
+                                "labelled snapshot on the cluster's state PVC (the run skips "
+                                "the step cache)."),
 ) -> None:
     """Submit a run of the compiled pipeline to a Kubeflow Pipelines endpoint."""
     from civicsense.training.runner import submit
@@ -149,7 +187,7 @@ def submit_command(
     settings = _settings(data, None)
     params = PipelineParams(sample_size=sample_size, tune=tune, tune_trials=trials)
     try:
-        run_id = submit(host, settings, params, experiment, namespace)
+        run_id = submit(host, settings, params, experiment, namespace, confirmed_labels=labels)
     except Exception as error:  # kfp.Client raises transport errors of many kinds
         fail(f"could not submit to {host}: {error}", 1)
     typer.echo(f"submitted run {run_id} to {host}")

@@ -50,6 +50,8 @@ class IngestResult:
     lines_read: int
     data_version: str
     by_source: dict[str, int] = field(default_factory=dict)
+    # Each source's own data version (before merging), in the order given: see data/merge.py.
+    source_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def report(self) -> dict[str, object]:
@@ -62,6 +64,7 @@ class IngestResult:
             "quarantine_reasons": dict(sorted(reasons.items())),
             "labels": {k: int(v) for k, v in self.accepted["label"].value_counts().items()},
             "by_source": self.by_source,
+            "source_versions": self.source_versions,
             "data_version": self.data_version,
         }
 
@@ -97,10 +100,12 @@ def _unescape_html(text: str, max_layers: int = 4) -> str:
     return text
 
 
-def validate(records: list[RawRecord]) -> tuple[list[RawRecord], list[tuple[RawRecord, str]]]:
+def validate(records: list[RawRecord], clean: bool = True
+             ) -> tuple[list[RawRecord], list[tuple[RawRecord, str]]]:
     """Split records into accepted and (record, reason) quarantined. Ids seen more than once
     keep their first copy when every copy agrees on the label; conflicting copies are all
-    quarantined, since no copy can be trusted over another."""
+    quarantined, since no copy can be trusted over another. `clean=False` keeps texts as they
+    are (rows of a labelled snapshot, already clean)."""
     labels_by_id: dict[str, set[str]] = {}
     for record in records:
         if record.problem is None and record.post_id is not None and record.label in LABELS:
@@ -112,7 +117,7 @@ def validate(records: list[RawRecord]) -> tuple[list[RawRecord], list[tuple[RawR
         if record.problem is not None:
             quarantined.append((record, record.problem))
             continue
-        record.text = clean_text(record.text or "")
+        record.text = clean_text(record.text or "") if clean else (record.text or "").strip()
         if record.label not in LABELS:
             quarantined.append((record, f"bad_label:{record.label}"))
         elif not record.text:
@@ -139,10 +144,12 @@ def content_hash(frame: pd.DataFrame) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def ingest(source: Path, progress: bool = True,
-           max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> IngestResult:
-    """Read every ingestible file under `source` into an accepted snapshot and a quarantine.
-    Files are streamed; a line over `max_line_bytes` is quarantined as `line_too_long`."""
+def read_records(source: Path, progress: bool = True,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+                 ) -> tuple[list[RawRecord], int, dict[str, int]]:
+    """Every raw record of every ingestible file under `source`, the physical lines read, and
+    the records read per file name. Files are streamed; a line over `max_line_bytes` becomes a
+    `line_too_long` record."""
     if not source.exists():
         raise IngestError(f"data source not found: {source}")
     records: list[RawRecord] = []
@@ -154,16 +161,34 @@ def ingest(source: Path, progress: bool = True,
         lines_read += file_lines
         if file_records or layout != "mapping":  # a clean mapping.txt holds no posts
             by_source[path.name] = by_source.get(path.name, 0) + len(file_records)
-    accepted, quarantined = validate(records)
+    return records, lines_read, by_source
+
+
+def accepted_frame(accepted: list[RawRecord]) -> pd.DataFrame:
+    """Accepted records as the snapshot's table (ACCEPTED_COLUMNS, created_at in UTC)."""
     frame = pd.DataFrame(
         [(r.post_id, r.created_at or UNKNOWN_TIME, r.text, r.label, r.source) for r in accepted],
         columns=ACCEPTED_COLUMNS,
     )
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    quarantine = pd.DataFrame(
+    return frame
+
+
+def quarantine_frame(quarantined: list[tuple[RawRecord, str]]) -> pd.DataFrame:
+    """Quarantined (record, reason) pairs as the quarantine's table (QUARANTINE_COLUMNS)."""
+    return pd.DataFrame(
         [(r.source, r.line, r.post_id, reason, r.raw) for r, reason in quarantined],
         columns=QUARANTINE_COLUMNS,
     )
+
+
+def ingest(source: Path, progress: bool = True,
+           max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> IngestResult:
+    """Read every ingestible file under `source` into an accepted snapshot and a quarantine.
+    Files are streamed; a line over `max_line_bytes` is quarantined as `line_too_long`."""
+    records, lines_read, by_source = read_records(source, progress, max_line_bytes)
+    accepted, quarantined = validate(records)
+    frame, quarantine = accepted_frame(accepted), quarantine_frame(quarantined)
     if frame.empty:
         reasons = Counter(quarantine["reason"]).most_common(3)
         raise IngestError(f"no valid rows in {source} ({len(records)} read; top reasons {reasons})")
@@ -197,5 +222,6 @@ def ingest_source(source: str, settings: Settings, snapshot: Path,
     with tempfile.TemporaryDirectory() as workdir:
         result = ingest(fetch(source, Path(workdir), settings), progress=True,
                         max_line_bytes=settings.ingest_max_line_bytes)
+    result.source_versions = {source: result.data_version}
     write_outputs(result, snapshot, quarantine)
     return result

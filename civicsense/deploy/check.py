@@ -19,6 +19,10 @@ from civicsense.settings import PROJECT_ROOT
 
 COMPILED_PIPELINE = PROJECT_ROOT / "pipelines" / "civicsense_training.yaml"
 RECURRING_RUN = MANIFESTS / "kfp" / "recurring-run.json"
+# The labeling pipelines (issue 14) and the recurring run of the export, checked the same way.
+LABELING_KFP = ((PROJECT_ROOT / "pipelines" / "civicsense_label_export.yaml",
+                 MANIFESTS / "kfp" / "label-export-recurring-run.json"),
+                (PROJECT_ROOT / "pipelines" / "civicsense_label_import.yaml", None))
 EXAMPLES = MANIFESTS / "examples"
 # check-manifests renders with this stand-in for the Secret's token (32+ URL-safe characters).
 CHECK_TOKEN = "check-manifests-stand-in-token-000000000000"
@@ -82,11 +86,13 @@ def check_examples(crd_cache: Path, report: Report, examples: Path = EXAMPLES) -
 
 
 def check_kfp(report: Report, pipeline: Path = COMPILED_PIPELINE,
-              recurring_run: Path = RECURRING_RUN) -> None:
+              recurring_run: Path | None = RECURRING_RUN) -> None:
     try:
         spec, _ = parse_pipeline(pipeline)
         report.checked.append((str(pipeline.relative_to(PROJECT_ROOT)), spec.pipeline_info.name,
                                "kfp PipelineSpec + PlatformSpec (protobuf)"))
+        if recurring_run is None:
+            return
         check_recurring_run(json.loads(recurring_run.read_text()), spec)
         report.checked.append((str(recurring_run.relative_to(PROJECT_ROOT)),
                                "V2beta1RecurringRun", "kfp API model (strict) + pipeline inputs"))
@@ -104,4 +110,6 @@ def check_manifests(crd_cache: Path, overlays: list[str] | None = None,
         check_rendered(overlay, objects, crd_cache, report)
     check_examples(crd_cache, report)
     check_kfp(report)
+    for pipeline, recurring_run in LABELING_KFP:
+        check_kfp(report, pipeline, recurring_run)
     return report

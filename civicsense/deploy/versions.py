@@ -18,6 +18,10 @@ KSERVE_VERSION = "v0.20.0"
 KFP_VERSION = "2.17.3"
 # The MLflow tracking server runs from the component image: the same MLflow as every client.
 MLFLOW_VERSION = "3.17.2"
+# Label Studio (issue 14's labeling queue): the same release the local venv installs from PyPI
+# (mk/labels.mk), so tasks and exports have one format on both sides.
+LABEL_STUDIO_VERSION = "1.23.2"
+LABEL_STUDIO_IMAGE = f"heartexlabs/label-studio:{LABEL_STUDIO_VERSION}"
 
 # KServe's released CRDs (config/crd/full at the tag), checked by sha256 wherever they come from.
 KSERVE_CRD_BASE_URL = (f"https://raw.githubusercontent.com/kserve/kserve/{KSERVE_VERSION}/"

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class FeatureBuild:
     """What the build hands on: labelled entity rows with their split, and the fitted featurizer."""
 
-    entities: pd.DataFrame  # post_id, created_at, text, label, split
+    entities: pd.DataFrame  # post_id, created_at, text, label, split (, source)
     featurizer: Featurizer
     features_path: Path
 
@@ -89,7 +89,9 @@ def build_features(
     end = rows["created_at"].max() + pd.Timedelta(seconds=1)
     log.info("materializing %d posts to the online store", len(rows))
     store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime())
-    entities = rows[["post_id", "created_at", "text", "label", "split"]]
+    # source (the raw file a post came from) feeds evaluate's slices (sarcasm file, year).
+    keep = ["post_id", "created_at", "text", "label", "split"]
+    entities = rows[keep + (["source"] if "source" in rows else [])]
     return FeatureBuild(entities, featurizer, features_path)
 
 

@@ -39,6 +39,7 @@ from starlette.requests import ClientDisconnect
 
 from civicsense import LABELS
 from civicsense.monitoring.inference_log import InferenceLogger
+from civicsense.monitoring.sink_feedback import install_sink_feedback
 from civicsense.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(settings: Settings, writer: InferenceLogger | None = None):
-    """The ASGI app: POST /events (KServe logger target), GET /healthz, GET /stats."""
+    """The ASGI app: POST /events (KServe logger target), POST /feedback (readers' feedback,
+    forwarded by the model servers), GET /healthz, GET /stats."""
     app = FastAPI(title="CivicSense inference-log sink")
     writer = writer or InferenceLogger(settings.inference_log, settings, source="sink")
     pairing = Pairing(settings.sink_pending_bytes)
@@ -284,6 +286,10 @@ def create_app(settings: Settings, writer: InferenceLogger | None = None):
             counts["records"] += len(texts)
         return {"accepted": True}
 
+    # POST /feedback: what the model servers forward of readers' "Wrong?" (sink_feedback.py).
+    install_sink_feedback(app, settings, lambda request: authorized(request, token),
+                          read_body, TooLarge)
+
     @app.get("/healthz")
     async def healthz():
         return {"ok": True}
@@ -293,6 +299,6 @@ def create_app(settings: Settings, writer: InferenceLogger | None = None):
         return {**counts, "unpaired": pairing.unpaired, "pending": len(pairing.pending),
                 "pending_bytes": pairing.bytes, "auth": token is not None,
                 "logged": writer.stats.logged, "failed": writer.stats.failed,
-                "dropped": writer.stats.dropped}
+                "dropped": writer.stats.dropped, **app.state.feedback_counts}
 
     return app

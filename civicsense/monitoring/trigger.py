@@ -148,8 +148,17 @@ def _alive(pid: int | None) -> bool:
 # ---------------------------------------------------------------- launchers
 
 
+def retrain_command(settings: Settings, summary: Path) -> list[str]:
+    """The local retraining command: `civicsense run` on the configured data, plus `--labels`
+    (every confirmed labelled snapshot) unless `retrain_with_labels` is off."""
+    command = [sys.executable, "-m", "civicsense.cli", "run", "--data", settings.data,
+               "--home", str(settings.home_dir), "--summary-json", str(summary)]
+    return command + (["--labels"] if settings.retrain_with_labels else [])
+
+
 def launch_local(settings: Settings) -> dict:
-    """`civicsense run` on the configured data source, detached (own session), logging to
+    """`civicsense run` on the configured data source (with `--labels`, the confirmed labelled
+    snapshots too, unless `retrain_with_labels` is off), detached (own session), logging to
     <home>/monitor/runs/<stamp>.log and writing its summary to <stamp>.json."""
     runs = settings.monitor_dir / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -157,20 +166,24 @@ def launch_local(settings: Settings) -> dict:
     log_path, summary = runs / f"retrain-{stamp}.log", runs / f"retrain-{stamp}.json"
     env = {**os.environ, "CIVICSENSE_HOME": str(settings.home_dir),
            "CIVICSENSE_DATA": settings.data, "MLFLOW_TRACKING_URI": settings.tracking_uri}
-    command = [sys.executable, "-m", "civicsense.cli", "run", "--data", settings.data,
-               "--home", str(settings.home_dir), "--summary-json", str(summary)]
     with open(log_path, "ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        process = subprocess.Popen(retrain_command(settings, summary), stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                   start_new_session=True)
     return {"mode": "local", "pid": process.pid, "log": str(log_path),
-            "summary_json": str(summary), "data": settings.data}
+            "summary_json": str(summary), "data": settings.data,
+            "labels": settings.retrain_with_labels}
 
 
 def launch_cluster(settings: Settings) -> dict:
-    """A run of the compiled pipeline on Kubeflow Pipelines (kfp.Client)."""
+    """A run of the compiled pipeline on Kubeflow Pipelines (kfp.Client); with
+    `retrain_with_labels` its ingest step adds the confirmed labelled snapshots found on the
+    pipeline's state volume (which this monitor cannot see), without the step cache."""
     assert settings.kfp_host
-    run_id = submit(settings.kfp_host, settings, PipelineParams(), settings.experiment)
-    return {"mode": "kfp", "host": settings.kfp_host, "run_id": run_id, "data": settings.data}
+    run_id = submit(settings.kfp_host, settings, PipelineParams(), settings.experiment,
+                    confirmed_labels=settings.retrain_with_labels)
+    return {"mode": "kfp", "host": settings.kfp_host, "run_id": run_id, "data": settings.data,
+            "labels": settings.retrain_with_labels}
 
 
 def default_launcher(settings: Settings) -> Launcher:

@@ -11,6 +11,7 @@ import warnings
 
 from civicsense.serving.connections import guarded_protocol
 from civicsense.serving.dataplane import RepositoryRoutesOff, VersionedDataPlane
+from civicsense.serving.feedback import install_feedback_route
 from civicsense.serving.http import BodySizeLimit, install_error_handlers, log_config
 from civicsense.serving.predictor import SentimentKServeModel
 from civicsense.settings import Settings
@@ -47,6 +48,8 @@ def serve(settings: Settings, model_uri: str | None = None, model_name: str | No
     options = {"enable_grpc": False, "enable_latency_logging": False, **(server_options or {})}
     server = _model_server_class()(http_port=port or settings.serve_port, workers=1, **options)
     server.dataplane = VersionedDataPlane(model_registry=server.registered_models)
+    # POST /v1/models/<name>/feedback, in this (the HTTP) process: rate limits per server.
+    install_feedback_route(model_server.app, server.registered_models, settings)
     server.model_repository_extension = RepositoryRoutesOff(server.registered_models)
     server.read_timeout = settings.serve_read_timeout_seconds
     server.ready_message = (

@@ -21,8 +21,10 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from civicsense import LABELS
+from civicsense import LABELS, PROBABILITY_COLUMNS
 from civicsense.settings import Settings
+from civicsense.training.model_card import quality_markdown
+from civicsense.training.quality import analyse, log_quality
 from civicsense.training.registry import CHAMPION, configure_mlflow, find_version
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class ChampionScore:
 
     version: str
     macro_recall: float
+    predicted: list[str] | None = None  # its labels for the same posts (the slices compare)
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Evaluation:
     scores: dict[str, float]
     matrix: np.ndarray
     champion: ChampionScore | None
+    quality: dict | None = None  # slices, calibration, confusions, behaviour (training.quality)
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, float]:
@@ -110,14 +114,15 @@ def score_champion(client: MlflowClient, model_name: str, texts: Sequence[str],
         predicted = model.predict(pd.DataFrame({"text": list(texts)}))["label"]
     score = classification_metrics(labels, predicted)[PRIMARY_METRIC]
     log.info("champion v%s macro recall on this validation data: %.4f", champion.number, score)
-    return ChampionScore(champion.number, score)
+    return ChampionScore(champion.number, score, list(predicted))
 
 
 def evaluate(settings: Settings, entities: pd.DataFrame, model_dir: Path,
              run_id: str) -> Evaluation:
     """The pipeline's evaluate step: score the packaged candidate on the validation split, score
-    the champion on the same posts, and log metrics, the confusion matrix and the drift
-    monitor's reference to the candidate's MLflow run."""
+    the champion on the same posts, analyse errors (slices, calibration, confusions, behaviour
+    suites) and log metrics, plots, the quality report and the drift monitor's reference to the
+    candidate's MLflow run."""
     import mlflow.pyfunc
 
     validation = entities[entities["split"] == "validation"]
@@ -140,4 +145,9 @@ def evaluate(settings: Settings, entities: pd.DataFrame, model_dir: Path,
         client.log_artifact(run_id, str(path), REFERENCE_DIR)
     figure = confusion_figure(matrix, f"validation, macro recall {scores[PRIMARY_METRIC]:.3f}")
     client.log_figure(run_id, figure, "confusion_matrix.png")
-    return Evaluation(scores, matrix, champion)
+    report = analyse(settings, validation, predictions, champion and champion.predicted,
+                     lambda texts: candidate.predict(pd.DataFrame({"text": texts})))
+    log_quality(client, run_id, report, quality_markdown(report),
+                predictions[list(PROBABILITY_COLUMNS)].to_numpy(float), validation["label"],
+                settings.calibration_bins)
+    return Evaluation(scores, matrix, champion, report)

@@ -3,6 +3,7 @@ registration of a candidate under the gate's alias."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mlflow
@@ -114,8 +115,11 @@ def register_candidate(
     champion_score: float | None,
     margin: float,
     tags: dict[str, str],
+    refusals: Sequence[str] = (),
 ) -> Registration:
-    """Register (once per training run) and alias the candidate as the gate decides."""
+    """Register (once per training run) and alias the candidate as the gate decides; a
+    challenger with quality `refusals` (slice regressions, failed behaviour suites) gets no
+    alias, and the reasons are tagged."""
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -128,7 +132,13 @@ def register_candidate(
                             "already registered by this run")
     version = mlflow.register_model(model_uri, name, tags=tags)
     alias, reason = gate(candidate_score, champion_score, margin)
+    if refusals and alias == CHALLENGER:
+        alias, reason = None, f"{reason}, but refused: {'; '.join(refusals)}"
+    elif refusals:  # the first model is champion anyway: something must serve
+        reason = f"{reason} (quality warnings: {'; '.join(refusals)})"
     client.set_model_version_tag(name, version.version, "gate", reason)
+    client.set_model_version_tag(name, version.version, "gate_refusals",
+                                 "; ".join(refusals) or "none")
     if alias is not None:
         client.set_registered_model_alias(name, alias, version.version)
     return Registration(str(version.version), alias, reason)
@@ -136,18 +146,32 @@ def register_candidate(
 
 def register(settings: Settings, model_uri: str, run_id: str, data_version: str,
              candidate_score: float, champion_score: float | None, champion_version: str,
-             margin: float, pipeline_run: str) -> dict:
+             margin: float, pipeline_run: str, data_versions: Sequence[str] = ()) -> dict:
     """The pipeline's register step: register the candidate with its lineage tags, alias it as
-    the gate decides, and summarize (version, alias, reason, scores, data version)."""
+    the gate decides, and summarize (version, alias, reason, scores, data version).
+    `data_versions`: every source's own data version it trained on (the base first, then each
+    labelled snapshot), tagged comma-separated as `data_versions`; `data_version` is the merged
+    snapshot's."""
+    # Imported here: the quality modules need matplotlib, which the serving image lacks.
+    from civicsense.training.model_card import write_card
+    from civicsense.training.quality import load_quality, quality_refusals
+
     client = configure_mlflow(settings)
-    tags = {"data_version": data_version, "pipeline_run": pipeline_run,
+    versions = list(data_versions) or [data_version]
+    tags = {"data_version": data_version, "data_versions": ",".join(versions),
+            "pipeline_run": pipeline_run,
             "val_macro_recall": f"{candidate_score:.4f}",
             "compared_with_champion": champion_version or "none"}
+    report = load_quality(client, run_id)
+    refusals = quality_refusals(report, settings.slice_gate_min_rows, settings.slice_gate_margin)
     result = register_candidate(client, settings.model_name, model_uri, run_id, candidate_score,
-                                champion_score, margin, tags)
+                                champion_score, margin, tags, refusals)
+    if "model_card" not in client.get_model_version(settings.model_name, result.version).tags:
+        write_card(client, settings.model_name, result.version, run_id, result.alias,
+                   result.reason, report)
     return {"model": settings.model_name, "version": result.version, "alias": result.alias,
             "reason": result.reason, "val_macro_recall": round(candidate_score, 4),
             "champion_val_macro_recall": None if champion_score is None
             else round(champion_score, 4),
-            "data_version": data_version, "run_id": run_id,
+            "data_version": data_version, "data_versions": versions, "run_id": run_id,
             "tracking_uri": settings.tracking_uri}

@@ -5,28 +5,42 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from civicsense.data.sources import fingerprint
+from civicsense.data.merge import sources_fingerprint
+from civicsense.data.sources import fingerprint  # noqa: F401 - the base source's key (tests)
 from civicsense.settings import PROJECT_ROOT, Settings
 from civicsense.training.params import PipelineParams
 from civicsense.training.run_capture import RunObserver, captured, display_names, observed_tasks
 
 COMPILED_PIPELINE = PROJECT_ROOT / "pipelines" / "civicsense_training.yaml"
+# The labeling pipelines (pipelines/labeling.py), each compiled to its own YAML beside it.
+LABELING_PIPELINES = {"label_export_pipeline": PROJECT_ROOT / "pipelines" /
+                      "civicsense_label_export.yaml",
+                      "label_import_pipeline": PROJECT_ROOT / "pipelines" /
+                      "civicsense_label_import.yaml"}
 
 
-def arguments(settings: Settings, params: PipelineParams) -> dict[str, object]:
-    """The pipeline's arguments: the data source, its fingerprint and the parameters."""
-    return {"data_source": settings.data,
-            "source_fingerprint": fingerprint(settings.data, settings), **vars(params)}
+def arguments(settings: Settings, params: PipelineParams, label_sources: Sequence[object] = (),
+              confirmed_labels: bool = False) -> dict[str, object]:
+    """The pipeline's arguments: the data source, the labelled snapshots to merge after it (in
+    order: a later one wins), one fingerprint of them all, and the parameters.
+    `confirmed_labels` asks the ingest step itself for the confirmed snapshots (cluster runs)."""
+    labels = [str(source) for source in label_sources]
+    return {"data_source": settings.data, "label_sources": labels,
+            "confirmed_labels": confirmed_labels,
+            "source_fingerprint": sources_fingerprint(settings.data, labels, settings),
+            **vars(params)}
 
 
 def run_local(settings: Settings, params: PipelineParams, cache: bool = True, *,
               runner: object | None = None, observer: RunObserver | None = None,
-              log_path: Path | None = None) -> dict:
+              log_path: Path | None = None, label_sources: Sequence[object] = ()) -> dict:
     """Run the whole pipeline with the KFP SubprocessRunner (or `runner`, e.g. a DockerRunner
-    from training/docker_runner.py); returns register's summary.
+    from training/docker_runner.py) on the data source plus `label_sources` (labelled
+    snapshots); returns register's summary.
 
     With an observer, all output (KFP's task dumps, warnings, the components' logs) goes to
     `log_path` instead of the terminal, and the observer hears each step start and end."""
@@ -45,11 +59,11 @@ def run_local(settings: Settings, params: PipelineParams, cache: bool = True, *,
     from pipelines.training import training_pipeline
 
     if observer is None:
-        return json.loads(training_pipeline(**arguments(settings, params)).output)
+        return json.loads(training_pipeline(**arguments(settings, params, label_sources)).output)
     names = display_names(training_pipeline)
     with captured(log_path or run_log_path(settings), observer, list(names.values())) as router:
         with observed_tasks(router, names):
-            task = training_pipeline(**arguments(settings, params))
+            task = training_pipeline(**arguments(settings, params, label_sources))
         summary = json.loads(task.output)
         print(f"summary: {json.dumps(summary)}")
     return summary
@@ -71,14 +85,33 @@ def compile_pipeline(path: Path = COMPILED_PIPELINE) -> Path:
     return path
 
 
+def compile_labeling(directory: Path | None = None) -> list[Path]:
+    """Write the labeling pipelines' IR YAMLs (into `directory`, else beside the training's)."""
+    from kfp import compiler
+
+    from pipelines import labeling
+
+    written = []
+    for function, default in LABELING_PIPELINES.items():
+        path = (directory / default.name) if directory else default
+        compiler.Compiler().compile(getattr(labeling, function), str(path))
+        written.append(path)
+    return written
+
+
 def submit(host: str, settings: Settings, params: PipelineParams, experiment: str,
-           namespace: str | None = None) -> str:
-    """Create a run of the compiled pipeline on a Kubeflow Pipelines endpoint; its run id."""
+           namespace: str | None = None, *, label_sources: Sequence[object] = (),
+           confirmed_labels: bool = False) -> str:
+    """Create a run of the compiled pipeline on a Kubeflow Pipelines endpoint; its run id.
+    With `confirmed_labels` the ingest step adds the confirmed snapshots it finds on the
+    cluster's state volume, and the run skips the step cache (its key cannot see them)."""
     import kfp
 
     if not COMPILED_PIPELINE.exists():
         compile_pipeline()
     client = kfp.Client(host=host, namespace=namespace)
     run = client.create_run_from_pipeline_package(
-        str(COMPILED_PIPELINE), arguments=arguments(settings, params), experiment_name=experiment)
+        str(COMPILED_PIPELINE), arguments=arguments(settings, params, label_sources,
+                                                    confirmed_labels),
+        experiment_name=experiment, enable_caching=False if confirmed_labels else None)
     return run.run_id

@@ -49,7 +49,9 @@ def recurring_run_arguments(settings: Settings, cron: str, job_name: str,
     """The keyword arguments of kfp.Client.create_recurring_run for scheduled retraining."""
     # A schedule retrains on whatever data is there at run time: no fingerprint fixed now, and
     # no step cache (the same source string would otherwise reuse the old snapshot).
-    params = {"data_source": settings.data, **vars(PipelineParams())}
+    # With retrain_with_labels, the ingest step adds the confirmed labelled snapshots it finds.
+    params = {"data_source": settings.data, "confirmed_labels": settings.retrain_with_labels,
+              **vars(PipelineParams())}
     return {"experiment_id": experiment_id, "job_name": job_name,
             "description": f"Scheduled retraining of {settings.model_name} on {settings.data}",
             "cron_expression": validate_cron(cron), "max_concurrency": 1, "no_catchup": True,

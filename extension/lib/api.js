@@ -35,6 +35,11 @@ export function metadataUrl(settings) {
   return settings.protocol === "v1" ? `${base}/v1/models/${name}` : `${base}/v2/models/${name}`;
 }
 
+export function feedbackUrl(settings) {
+  const base = trimSlash(settings.endpoint);
+  return `${base}/v1/models/${encodeURIComponent(settings.modelName)}/feedback`;
+}
+
 /** Request headers; refuses (ApiError "insecure") an Authorization header over plain http://
  * to anything but loopback, so no request carries it there. */
 export function headers(settings, json = true) {
@@ -191,6 +196,21 @@ export async function classify(settings, texts, options = {}) {
     body: JSON.stringify(requestBody(settings.protocol, texts)),
   }, options);
   return parseResponse(settings.protocol, body, texts.length);
+}
+
+/** Send one reader's feedback on a badge (the body from lib/feedback.js: feedbackBody). A
+ * 429 is an ApiError("busy") with the server's message, which says when to try again. */
+export async function sendFeedback(settings, body, options = {}) {
+  try {
+    return await call(feedbackUrl(settings), { method: "POST", headers: headers(settings),
+      body: JSON.stringify(body) }, options);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 429) {
+      const detail = error.message.replace(/^The server answered 429: /, "");
+      throw new ApiError("busy", `Not sent (429): ${detail}`, 429);
+    }
+    throw error;
+  }
 }
 
 /** Split a version tag "3+<run id>" into its parts. */

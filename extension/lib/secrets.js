@@ -49,3 +49,15 @@ export async function writeAuth(header, origin) {
   await inStore("readwrite", (store) => (clean ? store.put({ header: clean, origin }, AUTH)
     : store.delete(AUTH)));
 }
+
+const CLIENT = "client-id";
+
+/** The reader's random feedback client id, made once (by `make`) and kept here, where a page
+ * cannot read it to send feedback in the reader's name. */
+export async function readClientId(make) {
+  const saved = await inStore("readonly", (store) => store.get(CLIENT));
+  if (typeof saved === "string" && saved) return saved;
+  const fresh = make();
+  await inStore("readwrite", (store) => store.put(fresh, CLIENT));
+  return fresh;
+}

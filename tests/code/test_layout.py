@@ -20,10 +20,14 @@ ALLOWED = {
     "features": {"data"},
     "training": {"features", "data"},
     "monitoring": {"training", "features", "data"},
-    "serving": {"monitoring.inference_log", "training", "features", "data"},
+    "serving": {"monitoring.inference_log", "monitoring.feedback_log",
+                "monitoring.feedback_intake", "training", "features", "data"},
+    # labeling reads the payload and feedback logs and writes ingest-shaped snapshots; it never
+    # reaches the server (nor the drift monitor or training).
+    "labeling": {"monitoring.inference_log", "monitoring.feedback_log", "data"},
     # deploy renders and validates the cluster objects, the rollout's patched ones included.
     "deploy": {"serving", "training", "features", "data"},
-    "cli": {"deploy", "serving", "monitoring", "training", "features", "data"},
+    "cli": {"deploy", "serving", "monitoring", "labeling", "training", "features", "data"},
 }
 BASE = {"civicsense", "civicsense.settings", "civicsense.storage"}
 
@@ -86,7 +90,8 @@ import civicsense
 for info in pkgutil.walk_packages(civicsense.__path__, "civicsense."):
     importlib.import_module(info.name)
 for name in ("components.ingest", "components.feature_build", "components.train",
-             "components.evaluate", "components.register", "pipelines.training"):
+             "components.evaluate", "components.register", "pipelines.training",
+             "components.label_export", "components.label_import", "pipelines.labeling"):
     importlib.import_module(name)
 import importlib.util
 spec = importlib.util.spec_from_file_location("defs", sys.argv[1])
@@ -125,11 +130,13 @@ def test_every_subpackage_says_what_it_is_in_one_line():
 
 
 COMPONENTS = {
-    "ingest_op": "civicsense.data.ingest.ingest_source",
+    "ingest_op": "civicsense.data.merge.ingest_sources",
     "feature_build_op": "civicsense.features.store.build_features",
     "train_op": "civicsense.training.train.train",
     "evaluate_op": "civicsense.training.evaluate.evaluate",
     "register_op": "civicsense.training.registry.register",
+    "label_export_op": "civicsense.labeling.queue.export_tasks",
+    "label_import_op": "civicsense.labeling.snapshots.import_labels",
 }
 
 
@@ -143,6 +150,7 @@ def test_each_component_wraps_the_one_function_it_is_named_for(component):
     assert f"from {target_module} import" in source and f"{function}(" in source
     called = {node.func.id for node in ast.walk(ast.parse(source.strip()))
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-    project_calls = called & {"ingest_source", "build_features", "train", "evaluate",
-                              "register", "fetch", "ingest", "training_frame"}
+    project_calls = called & {"ingest_source", "ingest_sources", "build_features", "train",
+                              "evaluate", "register", "fetch", "ingest", "training_frame",
+                              "export_tasks", "import_labels"}
     assert project_calls == {function}, project_calls

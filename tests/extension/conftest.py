@@ -97,7 +97,9 @@ def model_server(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Iter
         return
     port = free_port()
     log = tmp_path_factory.mktemp("model-server") / "serve.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A client id's feedback refills one per 2 minutes: the 429 test's spent budget stays spent
+    # until its click, however slow the machine (test_extension_feedback.py).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CIVICSENSE_FEEDBACK_RATE_PER_MINUTE": "0.5"}
     process, url = start_server([str(CIVICSENSE), "serve", "--port", str(port)], port, env, log)
     try:
         version_tag = _get_json(f"{url}/v2/models/{MODEL}")["versions"][0]

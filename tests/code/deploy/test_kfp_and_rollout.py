@@ -98,5 +98,7 @@ def test_check_manifests_covers_every_overlay_the_examples_and_kfp(crd_cache):
     assert {"overlay local", "overlay gke", "overlay local rollout standard canary",
             "overlay gke rollout serverless rollback", "pipelines/civicsense_training.yaml",
             "manifests/kfp/recurring-run.json",
-            "manifests/examples/canary/standard-canary.yaml"} <= sources
+            "manifests/examples/canary/standard-canary.yaml",
+            "pipelines/civicsense_label_export.yaml", "pipelines/civicsense_label_import.yaml",
+            "manifests/kfp/label-export-recurring-run.json"} <= sources
     assert len(report.checked) >= 60

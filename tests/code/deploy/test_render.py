@@ -18,6 +18,7 @@ from civicsense.deploy.render import (
     read_token,
     render,
 )
+from civicsense.deploy.versions import LABEL_STUDIO_IMAGE
 
 
 def images(objects: list[dict]) -> set[str]:
@@ -44,15 +45,16 @@ def test_there_are_the_two_overlays():
 def test_the_images_given_replace_the_overlays_in_every_workload(overlay):
     objects = render(overlay, component_image="registry.example:5000/cs/civicsense-components:"
                      "0.1.0-abc1234", serving_image="civicsense-serving:0.1.0-abc1234")
+    # Label Studio is a third-party image, pinned in versions.py: no project tag touches it.
     assert images(objects) == {"registry.example:5000/cs/civicsense-components:0.1.0-abc1234",
-                               "civicsense-serving:0.1.0-abc1234"}
+                               "civicsense-serving:0.1.0-abc1234", LABEL_STUDIO_IMAGE}
 
 
 def test_without_images_each_overlay_uses_its_own(rendered):
     assert images(rendered["local"]) == {"civicsense-components:0.1.0-dev",
-                                         "civicsense-serving:0.1.0-dev"}
+                                         "civicsense-serving:0.1.0-dev", LABEL_STUDIO_IMAGE}
     assert all(i.startswith("europe-west1-docker.pkg.dev/PROJECT/civicsense/")
-               for i in images(rendered["gke"]))
+               for i in images(rendered["gke"]) - {LABEL_STUDIO_IMAGE})
 
 
 @pytest.mark.parametrize("ref, expected", [
@@ -150,3 +152,25 @@ def test_bad_tokens_and_overlays_are_refused(tmp_path):
         render("aws")
     with pytest.raises(RenderError, match="URL-safe"):
         render("local", sink_token="x&y=" * 10)
+
+
+@pytest.mark.parametrize("overlay", ["local", "gke"])
+def test_label_studio_keeps_its_data_on_a_pvc_behind_a_service(rendered, find, overlay):
+    objects = rendered[overlay]
+    deployment = find(objects, "Deployment", "label-studio")
+    pod = deployment["spec"]["template"]["spec"]
+    container, = pod["containers"]
+    assert container["image"] == LABEL_STUDIO_IMAGE
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LATEST_VERSION_CHECK"] == env["COLLECT_ANALYTICS"] == "false"
+    assert env["SENTRY_DSN"] == env["FRONTEND_SENTRY_DSN"] == ""
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+              if "persistentVolumeClaim" in v}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["data"] == env["LABEL_STUDIO_BASE_DATA_DIR"]
+    find(objects, "PersistentVolumeClaim", claims["data"])  # the claim is in the overlay
+    service = find(objects, "Service", "label-studio")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == \
+        "Recreate"  # one SQLite writer

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from civicsense.monitoring.trigger import (
+    launch_cluster,
     launch_local,
     maybe_retrain,
     read_decisions,
     read_state,
+    retrain_command,
     wait_for_local_run,
 )
 from civicsense.settings import Settings
@@ -109,3 +111,25 @@ def test_the_local_launcher_starts_civicsense_run_detached(tmp_path):
     assert wait_for_local_run(run, timeout=120, poll=0.2) is None  # bad data: it failed
     log = Path(run["log"]).read_text()
     assert "no-such-data" in log and "error" in log
+
+
+def test_retraining_takes_the_confirmed_labels_unless_turned_off(tmp_path):
+    summary = tmp_path / "s.json"
+    command = retrain_command(Settings(home=tmp_path / "home", data="d"), summary)
+    assert command[-5:] == ["--home", str(tmp_path / "home"), "--summary-json", str(summary),
+                            "--labels"]
+    off = Settings(home=tmp_path / "home", data="d", retrain_with_labels=False)
+    assert "--labels" not in retrain_command(off, summary)
+
+
+def test_a_cluster_retraining_run_asks_ingest_for_the_confirmed_labels(kfp_api, tmp_path):
+    host, calls = kfp_api
+    (tmp_path / "data.csv").write_text("text,label\nok,positive\n")
+    settings = Settings(home=tmp_path / "home", data=str(tmp_path / "data.csv"), kfp_host=host)
+    run = launch_cluster(settings)
+    assert run["mode"] == "kfp" and run["labels"] is True
+    body = next(body for method, path, body in calls if method == "POST" and "/runs" in path)
+    parameters = body["runtime_config"]["parameters"]
+    assert parameters["confirmed_labels"] is True and parameters["label_sources"] == []
+    tasks = body["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert not tasks["ingest-op"].get("cachingOptions", {}).get("enableCache")

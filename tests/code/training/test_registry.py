@@ -68,3 +68,39 @@ def test_registering_the_same_run_twice_is_idempotent(registry):
     again = register_candidate(registry, "once", uri, run_id, 0.6, 0.6, 0.0, {})
     assert again.version == first.version and again.alias == CHAMPION
     assert len(registry.search_model_versions("name='once'")) == 1
+
+
+def test_register_tags_every_data_version_it_trained_on(tmp_path):
+    from civicsense.settings import Settings
+    from civicsense.training.registry import configure_mlflow, register, registry_client
+
+    settings = Settings(home=tmp_path / "home")
+    configure_mlflow(settings)
+    run_id, uri = log_candidate()
+    summary = register(settings, uri, run_id, "sha256:merged", 0.6, None, "", 0.0, "run-1",
+                       data_versions=["sha256:base", "sha256:labels"])
+    tags = registry_client(settings).get_model_version(settings.model_name,
+                                                       summary["version"]).tags
+    assert tags["data_versions"] == "sha256:base,sha256:labels"
+    assert tags["data_version"] == "sha256:merged"
+    assert summary["data_versions"] == ["sha256:base", "sha256:labels"]
+    run_id, uri = log_candidate()
+    alone = register(settings, uri, run_id, "sha256:base", 0.6, 0.6, "1", 0.0, "run-2")
+    assert registry_client(settings).get_model_version(
+        settings.model_name, alone["version"]).tags["data_versions"] == "sha256:base"
+
+
+def test_a_challenger_with_quality_refusals_gets_no_alias_and_the_reason_is_tagged(registry):
+    first = register_candidate(registry, "q", *reversed(log_candidate()), 0.60, None, 0.0, {},
+                               ["behaviour emoji_only 0.10 < 0.25"])
+    assert first.alias == CHAMPION and "quality warnings: behaviour emoji_only" in first.reason
+    run_id, uri = log_candidate()
+    second = register_candidate(registry, "q", uri, run_id, 0.70, 0.60, 0.0, {},
+                                ["slice long (n=300) 0.5000 vs champion 0.6000"])
+    assert second.alias is None and "refused: slice long (n=300)" in second.reason
+    tags = registry.get_model_version("q", second.version).tags
+    assert tags["gate_refusals"].startswith("slice long") and "refused" in tags["gate"]
+    assert alias_version(registry, "q", CHALLENGER) is None
+    third = register_candidate(registry, "q", *reversed(log_candidate()), 0.70, 0.60, 0.0, {})
+    assert third.alias == CHALLENGER
+    assert registry.get_model_version("q", third.version).tags["gate_refusals"] == "none"

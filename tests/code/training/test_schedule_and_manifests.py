@@ -95,7 +95,8 @@ def test_the_recurring_run_spec_parses_into_the_kfp_api_model():
     assert run.max_concurrency in (1, "1") and run.no_catchup is True
     assert set(run.runtime_config.parameters) <= {
         "data_source", "sample_size", "split_method", "validation_fraction", "n_estimators",
-        "max_depth", "learning_rate", "seed", "gate_margin"}
+        "max_depth", "learning_rate", "seed", "gate_margin", "confirmed_labels"}
+    assert run.runtime_config.parameters["confirmed_labels"] is True  # retrains on new labels
 
 
 def test_the_monitor_cronjob_runs_the_component_image_with_secret_credentials():

@@ -1,0 +1,135 @@
+"""The model server's feedback route, `POST /v1/models/<name>/feedback`: a thin shell over
+civicsense.monitoring.feedback_intake (checks, rate limits) that appends the record to the
+feedback log, or on the cluster forwards it to the sink, which writes the log to GCS.
+
+It runs in the one HTTP process (the model processes only score), so its rate limits are per
+server: per pod on the cluster, where the sink applies the cluster-wide ones again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from civicsense import LABELS
+from civicsense.monitoring.feedback_intake import (
+    Feedback,
+    FeedbackLimits,
+    FeedbackRejected,
+    feedback_body_limit,
+    parse_feedback,
+    peer_address,
+)
+from civicsense.monitoring.feedback_log import write_feedback
+from civicsense.serving.http import log_client_error
+from civicsense.settings import Settings
+
+PEER_HEADER = "X-CivicSense-Peer"  # the address the server saw, trusted by the sink with its token
+
+
+class FeedbackWriter:
+    """Where accepted feedback goes: the feedback log (one append at a time, off the event
+    loop), or with `settings.feedback_forward_url` the sink's /feedback route."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock: asyncio.Lock | None = None
+        self._client: Any = None
+
+    async def write(self, record: dict, peer: str) -> None:
+        """Write or forward one record; FeedbackRejected with the sink's status if it refuses,
+        a 503 if the log or the sink cannot take it now."""
+        if self.settings.feedback_forward_url:
+            return await self._forward(record, peer)
+        self._lock = self._lock or asyncio.Lock()
+        try:
+            async with self._lock:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, write_feedback, [record], self.settings.feedback_log, self.settings)
+        except Exception as error:  # noqa: BLE001 - I/O: OSError, GCS errors
+            raise FeedbackRejected("the feedback log cannot be written now: "
+                                   f"{type(error).__name__}", 503, 30) from None
+
+    async def _forward(self, record: dict, peer: str) -> None:
+        import httpx
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.settings.feedback_forward_timeout)
+        headers = {"Content-Type": "application/json", PEER_HEADER: peer}
+        if self.settings.sink_token:
+            headers["Authorization"] = f"Bearer {self.settings.sink_token.get_secret_value()}"
+        body = {key: record[key] for key in ("text", "label", "model_version",
+                                             "predicted_label", "client_id")}
+        try:
+            answer = await self._client.post(self.settings.feedback_forward_url,
+                                             content=orjson.dumps(body), headers=headers)
+        except httpx.HTTPError as error:
+            raise FeedbackRejected(f"the feedback sink is unreachable: {type(error).__name__}",
+                                   503, 30) from None
+        if answer.status_code < 300:
+            return
+        try:
+            message = str(answer.json().get("error", answer.text))
+        except ValueError:
+            message = answer.text[:300]
+        if answer.status_code >= 500 or answer.status_code == 401:  # 401: our token is wrong
+            raise FeedbackRejected(f"the feedback sink answered {answer.status_code}: {message}",
+                                   503, 30)
+        retry = answer.headers.get("Retry-After", "")
+        raise FeedbackRejected(message, answer.status_code,
+                               int(retry) if retry.isdigit() else None)
+
+
+def install_feedback_route(app, models, settings: Settings) -> None:
+    """Add `POST /v1/models/{name}/feedback` to KServe's app; `models` is the server's model
+    repository (404 for a name it does not serve)."""
+    limits = FeedbackLimits(settings)
+    writer = FeedbackWriter(settings)
+    body_limit = feedback_body_limit(settings.max_text_chars)
+
+    def refuse(request: Request, error: FeedbackRejected) -> JSONResponse:
+        log_client_error(error.status, request, str(error))
+        return JSONResponse({"error": str(error)}, status_code=error.status,
+                            headers=error.headers())
+
+    async def predicted_label(model, feedback: Feedback) -> str | None:
+        """The badge's label when the client did not send it: only the version served now can
+        say (for another version the client must send it)."""
+        if feedback.predicted_label is not None:
+            return None
+        loaded = getattr(model, "loaded", None)
+        if loaded is None or feedback.model_version != loaded.version_tag:
+            raise FeedbackRejected('"predicted_label" is required when "model_version" is not '
+                                   "the version this server serves")
+        probabilities, _ = await model._score_within_budget([feedback.text])
+        return LABELS[int(probabilities[0].argmax())]
+
+    async def feedback_route(model_name: str, request: Request):
+        model = models.get_model(model_name)
+        if model is None:
+            message = f"Model with name {model_name} does not exist."
+            log_client_error(404, request, message)
+            return JSONResponse({"error": message}, status_code=404)
+        try:
+            raw = await request.body()
+            if len(raw) > body_limit:
+                raise FeedbackRejected(f"the feedback body is {len(raw)} bytes; at most "
+                                       f"{body_limit}", 413)
+            feedback = parse_feedback(raw, settings.max_text_chars)
+            peer = peer_address(request.client.host if request.client else None,
+                                request.headers.get("x-forwarded-for"),
+                                settings.feedback_trusted_proxy_hops)
+            limits.admit(feedback.client_id, peer)
+            record = feedback.record(await predicted_label(model, feedback))
+            await writer.write(record, peer)
+        except FeedbackRejected as error:
+            return refuse(request, error)
+        return {"accepted": True, "post_key": record["post_key"], "label": record["label"],
+                "model_version": record["model_version"]}
+
+    app.add_api_route("/v1/models/{model_name}/feedback", feedback_route, methods=["POST"],
+                      name="civicsense_feedback")
