@@ -282,7 +282,11 @@ def score(home: Path, version: str, posts: pd.DataFrame) -> float:
     from civicsense.training.evaluate import PRIMARY_METRIC, classification_metrics
     from civicsense.training.registry import configure_mlflow
 
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(name, None)  # mlflow.set_tracking_uri exports it: the last home's
     settings = Settings(home=home)
+    if not settings.tracking_uri.endswith(f"{home.resolve()}/mlflow.db"):
+        raise SystemExit(f"scoring {home}'s model from another registry: {settings.tracking_uri}")
     configure_mlflow(settings)
     model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
     predicted = model.predict(pd.DataFrame({"text": posts["text"].tolist()}))["label"]
@@ -330,16 +334,21 @@ def main() -> None:
                         help="Bench folder [a new temp folder]; its homes are fresh.")
     parser.add_argument("--budgets", default="500", help="Comma-separated label budgets [500].")
     parser.add_argument("--seeds", type=int, default=3, help="Seeds per strategy [3].")
+    parser.add_argument("--split", default="random", choices=("random", "time"),
+                        help="Validation split of every run [random: the default time split "
+                        "puts every imported label, the newest rows, in validation].")
     parser.add_argument("--run-args", default="", help="Extra `civicsense run` options for "
                         "every training run, e.g. '--n-estimators 200'.")
     parser.add_argument("--mirror", type=Path, default=MIRROR_DATA, help="The SemEval folder "
                         "of the data mirror [../shared/data/semeval2017-task4a].")
+    parser.add_argument("--report-only", action="store_true", help="Summarize the arms this "
+                        "bench home has finished; train nothing more.")
     parser.add_argument("--quick", action="store_true", help="Smoke mode: base 2013dev only, "
                         "400 traffic posts, budget 50, 1 seed, 600 scoring posts, 30 trees.")
     args = parser.parse_args()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
-    seeds, run_args = args.seeds, args.run_args.split()
+    seeds, run_args = args.seeds, ["--split", args.split, *args.run_args.split()]
     traffic_limit = score_limit = 0
     base_names = BASE_FILES
     if args.quick:
@@ -410,7 +419,8 @@ def main() -> None:
     old = score(base_home, str(champion["version"]), scoring)
     say(f"   old champion on the unseen 2016 posts: macro recall {old:.4f}")
     arms, trained = [], {}
-    plan = [(b, s, seed) for b in budgets for s in STRATEGIES for seed in range(seeds)]
+    # Seed-major order: an interrupted bench has as many seeds of each strategy, near enough.
+    plan = [(b, s, seed) for b in budgets for seed in range(seeds) for s in STRATEGIES]
     say(f"4. {len(plan)} arms (≈ {champion['seconds']} s of training each)")
     for number, (budget, strategy, seed) in enumerate(plan, start=1):
         say(f"   arm {number}/{len(plan)}: budget {budget}, {strategy}, seed {seed}")
@@ -422,6 +432,9 @@ def main() -> None:
             return {**arm, "macro_recall": score(Path(arm["home"]), arm["version"], scoring)}
 
         (root / "arms").mkdir(exist_ok=True)
+        if args.report_only and not (root / "arms" / f"{folder.name}.json").exists():
+            say("   not run yet (--report-only)")
+            continue
         arm = kept(root / "arms" / f"{folder.name}.json", retrain)
         trained.setdefault(arm["data_version"], arm)
         say(f"   → {arm['labels']} labels ({arm['by_reason']}; in train/validation split: "

@@ -114,6 +114,8 @@ def test_quick_mode_tells_the_whole_story(tmp_path):
     assert figures["drift"]["exit_code"] in (0, 1)
     assert {a["strategy"] for a in figures["arms"]} == {"uncertainty", "random"}
     assert all(a["labels"] == 50 and a["no_gold"] == 0 for a in figures["arms"])
+    assert all(a["labels_in_split"]["train"] > 0 for a in figures["arms"])  # random split
+    assert len({a["home"] for a in figures["arms"]}) == 2  # each arm its own registry
     assert "| 50 | uncertainty | 1 |" in done.stdout
     if figures["plot"]:  # matplotlib in the venv
         assert (tmp_path / "bench-labels.png").read_bytes()[:4] == b"\x89PNG"
