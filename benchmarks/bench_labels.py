@@ -144,6 +144,16 @@ def labels_in_split(home: Path, label_keys: set[str]) -> dict[str, int]:
             "train_if_time_split": int((labelled & (by_time == "train")).sum())}
 
 
+def labels_key(snapshot_file: Path) -> str:
+    """The labels a snapshot holds (post, label, text), whatever their times: two arms with the
+    same labels train the same model (training is seeded), so the second reuses the first's."""
+    import hashlib
+
+    frame = pd.read_parquet(snapshot_file, columns=["post_id", "label", "text"])
+    rows = sorted(zip(frame["post_id"], frame["label"], frame["text"], strict=True))
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+
+
 def summarize(old: float, arms: Sequence[Mapping]) -> dict:
     """Medians over seeds per (budget, strategy), their gains over the old champion, the gain
     of uncertainty over random sampling and each gain per 100 labels. `arms` rows hold
@@ -309,13 +319,16 @@ def run_arm(base: Settings, arm: Path, budget: int, strategy: str, seed: int, go
     export_file = arm / "label-studio-export.json"
     export_file.write_text(json.dumps(export))
     home = arm / "home"
-    snapshot = import_labels(Settings(home=home), export_file)
+    # The arm imports as the champion's home would: the served posts' times from its payload log.
+    snapshot = import_labels(Settings(home=home, inference_log_uri=base.inference_log),
+                             export_file)
+    key = labels_key(snapshot.path)
     row = {"budget": budget, "strategy": strategy, "seed": seed, "tasks": len(tasks),
            "by_reason": dict(exported.by_reason), "no_gold": missing,
-           "labels": snapshot.rows, "data_version": snapshot.data_version}
-    if snapshot.data_version in trained:
-        say(f"   same labels as {trained[snapshot.data_version]['arm']}: its model reused")
-        return {**row, **{k: trained[snapshot.data_version][k] for k in
+           "labels": snapshot.rows, "data_version": snapshot.data_version, "labels_key": key}
+    if key in trained:
+        say(f"   same labels as {trained[key]['arm']}: its model reused")
+        return {**row, **{k: trained[key][k] for k in
                           ("version", "home", "seconds", "arm", "labels_in_split")},
                 "reused": True}
     summary = train(data, home, run_args, labels=True)
@@ -324,7 +337,7 @@ def run_arm(base: Settings, arm: Path, budget: int, strategy: str, seed: int, go
                arm=arm.name, reused=False, val_macro_recall=summary.get("val_macro_recall"),
                data_versions=summary.get("data_versions"),
                labels_in_split=labels_in_split(home, keys))
-    trained[snapshot.data_version] = row
+    trained[key] = row
     return row
 
 
@@ -436,7 +449,10 @@ def main() -> None:
             say("   not run yet (--report-only)")
             continue
         arm = kept(root / "arms" / f"{folder.name}.json", retrain)
-        trained.setdefault(arm["data_version"], arm)
+        if "labels_key" not in arm:  # kept by an earlier version of this bench
+            arm["labels_key"] = labels_key(next(Path(arm["home"]).glob(
+                "labels/sha256*/snapshot.parquet")))
+        trained.setdefault(arm["labels_key"], arm)
         say(f"   → {arm['labels']} labels ({arm['by_reason']}; in train/validation split: "
             f"{arm['labels_in_split']}), v{arm['version']}, macro recall "
             f"{arm['macro_recall']:.4f} ({arm['macro_recall'] - old:+.4f})")
