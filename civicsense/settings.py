@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     calibration_bins: int = Field(default=10, ge=2, description="Bins of the reliability "
                                   "diagram and of expected calibration error.")
     behaviour_min_pass_rates: dict[str, float] = Field(
-        default_factory=lambda: {"negation": 0.6, "intensifiers": 0.5, "emoji_only": 0.25,
+        default_factory=lambda: {"negation": 0.6, "intensifiers": 0.4, "emoji_only": 0.25,
                                  "typos_elongations": 0.35, "neutral_facts": 0.9},
         description="Minimum pass rate of each behaviour suite (JSON in the env var); the gate "
         "refuses a challenger below any of them.")

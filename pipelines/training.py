@@ -19,8 +19,11 @@ PIPELINE_NAME = "civicsense-training"
 STATE_PVC, STATE_MOUNT = "civicsense-state", "/var/civicsense"
 CONFIG_MAP = "civicsense-config"
 CONFIG_KEYS = ("CIVICSENSE_HOME", "MLFLOW_TRACKING_URI", "GOOGLE_APPLICATION_CREDENTIALS")
-# Only the local (kind) overlay runs a GCS emulator, so its key is optional in the ConfigMap.
-OPTIONAL_CONFIG_KEYS = ("STORAGE_EMULATOR_HOST",)
+# Only the local (kind) overlay runs a GCS emulator, so its key is optional in the ConfigMap;
+# the payload and feedback logs (gs://, written by the sink) are where the labeling steps and
+# the confirmed-labels ingest read (issue 14), else <home>/… on the PVC.
+OPTIONAL_CONFIG_KEYS = ("STORAGE_EMULATOR_HOST", "CIVICSENSE_INFERENCE_LOG_URI",
+                        "CIVICSENSE_FEEDBACK_LOG_URI")
 GCP_SECRET, GCP_MOUNT = "civicsense-gcs", "/var/secrets/gcp"
 
 

@@ -16,7 +16,8 @@ FULL_DATA_POSTS = 49_486
 # machine under load (load average 4.7; README, Quickstart): the ETA of a first run, scaled by
 # the sample size. Later runs use this home's own last durations (<home>/logs/step-seconds.json).
 FULL_DATA_SECONDS = {"ingest": 9.9, "feature build (Feast)": 273.7, "train (XGBoost)": 177.3,
-                     "evaluate": 53.3, "register (MLflow)": 21.2}
+                     "evaluate": 53.3, "register (MLflow)": 21.2,
+                     "tune (Optuna)": 2.1}  # tuning off; on, its own bar shows the trials
 STARTUP_SECONDS = 20.0  # a component's process start and imports, whatever the data size
 TICK_SECONDS = 0.5
 

@@ -134,8 +134,10 @@ def register_candidate(
     alias, reason = gate(candidate_score, champion_score, margin)
     if refusals and alias == CHALLENGER:
         alias, reason = None, f"{reason}, but refused: {'; '.join(refusals)}"
-    elif refusals:  # the first model is champion anyway: something must serve
+    elif refusals and alias == CHAMPION:  # the first model is champion anyway: it must serve
         reason = f"{reason} (quality warnings: {'; '.join(refusals)})"
+    elif refusals:
+        reason = f"{reason}; quality: {'; '.join(refusals)}"
     client.set_model_version_tag(name, version.version, "gate", reason)
     client.set_model_version_tag(name, version.version, "gate_refusals",
                                  "; ".join(refusals) or "none")

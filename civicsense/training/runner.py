@@ -54,6 +54,9 @@ def run_local(settings: Settings, params: PipelineParams, cache: bool = True, *,
     os.environ["CIVICSENSE_HOME"] = str(settings.home_dir)
     os.environ["CIVICSENSE_DATA"] = settings.data
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    # XGBoost's idle OpenMP threads sleep instead of spinning: on a shared 2-core machine the
+    # spinning made 2 threads ~40x slower than 1 (measured by the tune step; README).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     local.init(runner=runner or local.SubprocessRunner(use_venv=False),
                pipeline_root=str(settings.pipeline_root), enable_caching=cache)
     from pipelines.training import training_pipeline

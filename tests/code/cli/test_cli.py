@@ -26,6 +26,7 @@ def test_every_command_has_help(command):
     (["run", "--data", NOT_DATA], "no ingestible files"),
     (["run", "--split", "alphabetical"], "--split must be"),
     (["run", "--validation-fraction", "1.5"], "--validation-fraction"),
+    (["run", "--tune", "--trials", "0"], "--trials must be at least 1"),
     (["ingest", "--data", "ftp://host/file"], "unsupported data source scheme"),
 ])
 def test_bad_input_is_a_one_line_error(args, message, tmp_path):

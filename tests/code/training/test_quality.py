@@ -1,18 +1,14 @@
-"""The quality report: built from synthetic validation posts, flattened to metrics, logged to
-and read back from a real MLflow store (SQLite), and judged by the gate's refusals."""
+"""The quality report: built from synthetic validation posts, flattened to metrics, and judged
+by the gate's refusals (its MLflow round trip: test_quality_gate.py)."""
 
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 from test_behaviour_suites import keyword_model
 
 from civicsense.settings import Settings
-from civicsense.training.model_card import quality_markdown
 from civicsense.training.quality import (
     analyse,
-    load_quality,
-    log_quality,
     metric_name,
     quality_metrics,
     quality_refusals,
@@ -36,11 +32,16 @@ def predictions(frame):
                          "p_positive": p[:, 2]})
 
 
-@pytest.fixture(scope="module")
-def report():
+def synthetic_report() -> dict:
+    """analyse() on 60 synthetic posts: random predictions, the truth as the champion."""
     settings = Settings(home="/tmp/unused", slice_gate_min_rows=10)
     frame = validation()
     return analyse(settings, frame, predictions(frame), frame["label"].tolist(), keyword_model)
+
+
+@pytest.fixture(scope="module")
+def report():
+    return synthetic_report()
 
 
 def test_analyse_reports_every_part(report):
@@ -66,21 +67,3 @@ def test_refusals_name_large_regressed_slices_and_failed_suites(report):
     assert quality_refusals(report, min_rows=1000, margin=0.03) == [
         r for r in reasons if r.startswith("behaviour")]
     assert quality_refusals(None, 1, 0.0) == []
-
-
-def test_log_and_load_round_trip(report, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri, uri)
-    experiment = client.create_experiment("q", artifact_location=(tmp_path / "art").as_uri())
-    run_id = client.create_run(experiment).info.run_id
-    frame = validation()
-    probabilities = predictions(frame)[["p_negative", "p_neutral", "p_positive"]].to_numpy()
-    log_quality(client, run_id, report, quality_markdown(report), probabilities,
-                frame["label"], 10)
-    assert load_quality(client, run_id) == report
-    run = client.get_run(run_id)
-    assert run.data.metrics["slice_all_n"] == 60
-    assert run.data.tags["calibration_kept"] == report["calibration"]["kept"]
-    artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"reliability_diagram.png", "quality"} <= artifacts
-    assert load_quality(client, client.create_run(experiment).info.run_id) is None

@@ -101,6 +101,10 @@ def test_a_challenger_with_quality_refusals_gets_no_alias_and_the_reason_is_tagg
     tags = registry.get_model_version("q", second.version).tags
     assert tags["gate_refusals"].startswith("slice long") and "refused" in tags["gate"]
     assert alias_version(registry, "q", CHALLENGER) is None
+    weaker = register_candidate(registry, "q", *reversed(log_candidate()), 0.50, 0.60, 0.0, {},
+                                ["behaviour negation 0.10 < 0.60"])
+    assert weaker.alias is None and weaker.reason.startswith("does not beat champion")
+    assert weaker.reason.endswith("; quality: behaviour negation 0.10 < 0.60")
     third = register_candidate(registry, "q", *reversed(log_candidate()), 0.70, 0.60, 0.0, {})
     assert third.alias == CHALLENGER
     assert registry.get_model_version("q", third.version).tags["gate_refusals"] == "none"

@@ -95,7 +95,9 @@ def test_the_recurring_run_spec_parses_into_the_kfp_api_model():
     assert run.max_concurrency in (1, "1") and run.no_catchup is True
     assert set(run.runtime_config.parameters) <= {
         "data_source", "sample_size", "split_method", "validation_fraction", "n_estimators",
-        "max_depth", "learning_rate", "seed", "gate_margin", "confirmed_labels"}
+        "max_depth", "learning_rate", "seed", "gate_margin", "confirmed_labels", "tune",
+        "tune_trials"}
+    assert run.runtime_config.parameters["tune"] is False  # scheduled runs keep their budget
     assert run.runtime_config.parameters["confirmed_labels"] is True  # retrains on new labels
 
 
