@@ -212,9 +212,10 @@ def plot(summary: Mapping, arms: Sequence[Mapping], path: Path) -> bool:
         own = [a for a in arms if a["strategy"] == strategy]
         axes.scatter([a["budget"] for a in own], [a["macro_recall"] for a in own],
                      color=colour, alpha=0.4, s=18)
-        budgets = [int(b) for b, row in summary["budgets"].items() if strategy in row]
-        axes.plot(budgets, [summary["budgets"][str(b)][strategy]["median"] for b in budgets],
-                  marker="o", color=colour, label=f"{strategy} (median)")
+        budgets = sorted(int(b) for b, row in summary["budgets"].items() if strategy in row)
+        medians = [summary["budgets"][str(b)][strategy]["median"] for b in budgets]
+        axes.plot([0, *budgets], [summary["old_champion"], *medians], marker="o",
+                  color=colour, label=f"{strategy} (median)")
     axes.set_xlabel("labels added (budget)")
     axes.set_ylabel("macro recall, unseen 2016 posts")
     axes.legend()
