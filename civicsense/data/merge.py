@@ -32,6 +32,10 @@ from civicsense.settings import Settings
 # A labelled snapshot (civicsense.labeling.snapshots): <dir>/snapshot.parquet + <dir>/meta.json.
 SNAPSHOT_FILE, META_FILE = "snapshot.parquet", "meta.json"
 SUPERSEDED = "superseded"
+# The `source` of a labelled snapshot's rows (civicsense.labeling.snapshots writes the first
+# two); a snapshot row naming another source is read as "labelled:<source>", so training can
+# always tell new labels from the base data (is_labelled).
+LABELLED_SOURCES = ("label-studio:", "feedback-consensus", "labelled:")
 
 
 @dataclass
@@ -58,6 +62,11 @@ def snapshot_file(path: Path) -> Path | None:
     return None
 
 
+def is_labelled(sources: pd.Series) -> pd.Series:
+    """Which rows of a merged snapshot came from a labelled snapshot, by their `source`."""
+    return sources.astype(str).str.startswith(LABELLED_SOURCES)
+
+
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or bool(
         pd.isna(value))
@@ -67,6 +76,7 @@ def _snapshot_record(name: str, number: int, row: dict) -> RawRecord:
     """One row of a labelled snapshot as a record; a missing id or time sets its problem (a
     snapshot's rows carry both: nothing is derived)."""
     source = row["source"] if isinstance(row["source"], str) and row["source"] else name
+    source = source if source.startswith(LABELLED_SOURCES) else f"labelled:{source}"
     label = row["label"]
     record = RawRecord(source, number, str(row),
                        post_id=None if _missing(row["post_id"]) else str(row["post_id"]),

@@ -12,7 +12,7 @@ from types import ModuleType
 import pandas as pd
 import yaml
 
-from civicsense.data.split import SplitMethod, assign_split, stratified_sample
+from civicsense.data.split import SplitMethod, sample_and_split
 from civicsense.features.featurizer import (
     FEATURE_SERVICE,
     Featurizer,
@@ -63,9 +63,9 @@ def build_features(
     sample_size: int = 0,
     seed: int = 0,
 ) -> FeatureBuild:
-    """Featurize the snapshot into Feast and return the entity rows for training."""
-    rows = stratified_sample(snapshot, sample_size, seed).reset_index(drop=True)
-    rows = rows.assign(split=assign_split(rows, split_method, validation_fraction, seed))
+    """Featurize the snapshot into Feast and return the entity rows for training (sampled and
+    split by data.split.sample_and_split: new labels always kept, and trained on)."""
+    rows = sample_and_split(snapshot, split_method, validation_fraction, sample_size, seed)
     is_train = rows["split"] == "train"
     featurizer = Featurizer()
     log.info("fitting the featurizer on %d training posts", int(is_train.sum()))

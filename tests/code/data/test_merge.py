@@ -10,6 +10,7 @@ from civicsense.data.ingest import IngestError, content_hash, ingest_source
 from civicsense.data.merge import (
     SUPERSEDED,
     ingest_sources,
+    is_labelled,
     label_fingerprint,
     snapshot_file,
     sources_fingerprint,
@@ -142,3 +143,17 @@ def test_the_fingerprint_follows_label_content_not_file_times(tmp_path, settings
     assert sources_fingerprint(BASE, [str(labels)], settings) != key
     bare = write_snapshot(tmp_path / "bare", [row("t1", "positive")], meta=False)
     assert label_fingerprint(str(bare), settings) == fingerprint(str(bare), settings)
+
+
+def test_merged_rows_say_which_are_new_labels(tmp_path, settings):
+    """is_labelled tells labelled-snapshot rows from base rows, also for a snapshot whose rows
+    name a source of their own (read as labelled:<source>)."""
+    folder = write_snapshot(tmp_path / "labels", [row("t1", "negative", "one"),
+                                                  row("t2", "neutral", "two", source="mine"),
+                                                  row("t3", "positive", "three", source="")])
+    frame = merged(tmp_path, settings, folder).accepted
+    new = frame[is_labelled(frame["source"])]
+    assert sorted(new["post_id"]) == ["t1", "t2", "t3"]
+    assert dict(zip(new["post_id"], new["source"], strict=True)) == {
+        "t1": "label-studio:x", "t2": "labelled:mine", "t3": f"labelled:{folder}"}
+    assert not is_labelled(frame[~frame["post_id"].str.startswith("t")]["source"]).any()
