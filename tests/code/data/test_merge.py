@@ -14,8 +14,10 @@ from civicsense.data.merge import (
     label_fingerprint,
     snapshot_file,
     sources_fingerprint,
+    text_key,
 )
 from civicsense.data.sources import fingerprint
+from civicsense.monitoring.feedback_log import post_key
 from civicsense.settings import Settings
 from tests_support import FIXTURES
 
@@ -157,3 +159,17 @@ def test_merged_rows_say_which_are_new_labels(tmp_path, settings):
     assert dict(zip(new["post_id"], new["source"], strict=True)) == {
         "t1": "label-studio:x", "t2": "labelled:mine", "t3": f"labelled:{folder}"}
     assert not is_labelled(frame[~frame["post_id"].str.startswith("t")]["source"]).any()
+
+
+def test_a_labelled_post_that_is_also_a_base_post_supersedes_it_by_text(tmp_path, settings):
+    """A served post's id is its text's hash, the base's is the data's own id: the same text
+    in both is one post, the newer label wins (no duplicate with two labels in training)."""
+    base = ingest_source(BASE, settings, tmp_path / "a.parquet", tmp_path / "aq.parquet")
+    text = base.accepted.set_index("post_id").loc[KANYE, "text"]
+    assert text_key(text) == post_key(text)
+    labels = write_snapshot(tmp_path / "labels", [row(post_key(text), "negative", text)])
+    result = merged(tmp_path, settings, labels)
+    assert len(result.accepted) == 6 and KANYE not in set(result.accepted["post_id"])
+    assert result.accepted.set_index("post_id").loc[post_key(text), "label"] == "negative"
+    superseded = result.quarantined[result.quarantined["reason"] == SUPERSEDED]
+    assert list(superseded["post_id"]) == [KANYE]
