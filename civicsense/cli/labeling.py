@@ -1,8 +1,8 @@
 """CLI verbs for the labeling queue (`civicsense label export | import | status`): thin shells
 over civicsense.labeling.queue, civicsense.labeling.snapshots and civicsense.labeling.trust.
 
-Exit codes: 0 done, 2 bad input (an option out of range, a file that is not a Label Studio
-export, nothing usable in it) or an unreadable log.
+Exit codes: 0 done, 1 nothing to label (no task file written), 2 bad input (an option out of
+range, a file that is not a Label Studio export, nothing usable in it) or an unreadable log.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def export_command(
     home: Path = HomeOption,
 ) -> None:
     """Write Label Studio tasks: the budget's picks plus every post with feedback."""
-    from civicsense.labeling.queue import STRATEGIES, export_tasks
+    from civicsense.labeling.queue import STRATEGIES, NothingToLabel, export_tasks
 
     if strategy not in STRATEGIES:
         fail(f"--strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
@@ -57,11 +57,15 @@ def export_command(
         fail(f"--budget must be 0 or more, not {budget}")
     if window_hours is not None and window_hours <= 0:
         fail(f"--window-hours must be more than 0, not {window_hours:g}")
+    if out is not None and out.is_dir():
+        fail(f"--out must name a file, not the directory {out}")
     settings = get_settings(home=home, label_window_hours=window_hours)
     start, end = _when(since, "--since"), _when(until, "--until")
     try:
         result = export_tasks(settings, budget, strategy, seed, start, end, out,
-                              progress=typer.echo)
+                              progress=typer.echo, allow_empty=False)
+    except NothingToLabel as error:
+        fail(f"{error}; no task file written", code=1)
     except Exception as error:  # noqa: BLE001 - unreadable log, bucket down…: one line, exit 2
         fail(f"export failed: {type(error).__name__}: {error}")
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.by_reason.items()))

@@ -30,6 +30,7 @@ class ModelLine:
     metrics: dict[str, float] = field(default_factory=dict)
     data_version: str | None = None
     created: datetime | None = None
+    data_versions: str | None = None  # every version trained on (base, labelled snapshots)
 
 
 def age(when: datetime | None, now: datetime | None = None) -> str:
@@ -69,6 +70,7 @@ def registered_models(settings: Settings) -> list[ModelLine]:
             line.version = str(version.version)
             line.metrics = {k: run.data.metrics[k] for k in METRICS if k in run.data.metrics}
             line.data_version = version.tags.get("data_version")
+            line.data_versions = version.tags.get("data_versions")
             line.created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
         lines.append(line)
     return lines
@@ -173,6 +175,8 @@ def render(settings: Settings, now: datetime | None = None) -> list[str]:
             lines.append(f"  {model.alias:<10} v{model.version:<4} {metrics}")
             lines.append(f"  {'':<10} data {model.data_version or '?'}, registered "
                          f"{age(model.created, now)}")
+            if model.data_versions and "," in model.data_versions:  # base + new labels
+                lines.append(f"  {'':<10} trained on {model.data_versions.replace(',', ', ')}")
     check = last_drift_check(settings)
     lines.append("\ndrift")
     if check is None:

@@ -161,6 +161,8 @@ def compile_command(
     the default one: pipelines/civicsense_label_export.yaml, civicsense_label_import.yaml)."""
     from civicsense.training.runner import COMPILED_PIPELINE, compile_labeling, compile_pipeline
 
+    if output is not None and (output.is_dir() or not output.parent.is_dir()):
+        fail(f"--output must be a file in an existing directory, not {output}")
     typer.echo(f"wrote {compile_pipeline(output or COMPILED_PIPELINE)}")
     if output is None:
         for path in compile_labeling():

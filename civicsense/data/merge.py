@@ -32,6 +32,10 @@ from civicsense.settings import Settings
 # A labelled snapshot (civicsense.labeling.snapshots): <dir>/snapshot.parquet + <dir>/meta.json.
 SNAPSHOT_FILE, META_FILE = "snapshot.parquet", "meta.json"
 SUPERSEDED = "superseded"
+# The `source` of a labelled snapshot's rows (civicsense.labeling.snapshots writes the first
+# two); a snapshot row naming another source is read as "labelled:<source>", so training can
+# always tell new labels from the base data (is_labelled).
+LABELLED_SOURCES = ("label-studio:", "feedback-consensus", "labelled:")
 
 
 @dataclass
@@ -58,6 +62,17 @@ def snapshot_file(path: Path) -> Path | None:
     return None
 
 
+def text_key(text: str) -> str:
+    """A post's id in the labeling loop: its text's hash (= monitoring.feedback_log.post_key,
+    which the labelled snapshots use as post_id)."""
+    return "t" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def is_labelled(sources: pd.Series) -> pd.Series:
+    """Which rows of a merged snapshot came from a labelled snapshot, by their `source`."""
+    return sources.astype(str).str.startswith(LABELLED_SOURCES)
+
+
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or bool(
         pd.isna(value))
@@ -67,6 +82,7 @@ def _snapshot_record(name: str, number: int, row: dict) -> RawRecord:
     """One row of a labelled snapshot as a record; a missing id or time sets its problem (a
     snapshot's rows carry both: nothing is derived)."""
     source = row["source"] if isinstance(row["source"], str) and row["source"] else name
+    source = source if source.startswith(LABELLED_SOURCES) else f"labelled:{source}"
     label = row["label"]
     record = RawRecord(source, number, str(row),
                        post_id=None if _missing(row["post_id"]) else str(row["post_id"]),
@@ -126,20 +142,25 @@ def read_raw(path: Path, name: str, progress: bool = True,
 def merge_parts(parts: Sequence[SourcePart]) -> IngestResult:
     """One snapshot from several sources: a post id in more than one source keeps the row of
     the LAST source that has it (the newest label); every earlier row of it is quarantined as
-    `superseded`. Winners keep their sources' order (the base alone gives plain ingest's
-    snapshot, row for row). accepted + quarantined == records read, summed over the sources."""
+    `superseded`, and so is a row whose text's hash (text_key) is a later source's post id: a
+    labelled snapshot's id is its text's hash, a base post's the data's own id, so a served post
+    that is also in the base data is trained on once, with its new label. Winners keep their
+    sources' order (the base alone gives plain ingest's snapshot, row for row).
+    accepted + quarantined == records read, summed over the sources."""
     if not parts:
         raise IngestError("no data source given")
     owner: dict[str, int] = {}
     for index, part in enumerate(parts):
         for record in part.accepted:
             owner[record.post_id] = index
+    by_text = (lambda r: owner.get(text_key(r.text or ""), -1)) if len(parts) > 1 else (
+        lambda r: -1)
     accepted: list[RawRecord] = []
     quarantined: list[tuple[RawRecord, str]] = []
     for index, part in enumerate(parts):
         quarantined.extend(part.quarantined)
         for record in part.accepted:
-            if owner[record.post_id] == index:
+            if owner[record.post_id] == index and by_text(record) <= index:
                 accepted.append(record)
             else:
                 quarantined.append((record, SUPERSEDED))

@@ -8,6 +8,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from civicsense.data.merge import is_labelled
+
 SplitMethod = Literal["time", "random"]
 
 
@@ -40,3 +42,24 @@ def stratified_sample(frame: pd.DataFrame, size: int, seed: int = 0) -> pd.DataF
     share = size / len(frame)
     picked = frame.groupby("label", group_keys=False).sample(frac=share, random_state=seed)
     return frame.loc[frame.index.isin(picked.index)]
+
+
+def sample_and_split(snapshot: pd.DataFrame, method: SplitMethod = "time",
+                     validation_fraction: float = 0.2, sample_size: int = 0,
+                     seed: int = 0) -> pd.DataFrame:
+    """The rows a feature build uses, in snapshot order, with their `split`. Rows from labelled
+    snapshots (new labels, data.merge.is_labelled) are all kept: `sample_size` thins the base
+    rows only. The time split trains on every new label and splits the base rows: a label's
+    time is when its post was served, after every base post, so the latest-posts rule would
+    validate on all of them and train on none. The random split treats them like any row."""
+    snapshot = snapshot.reset_index(drop=True)
+    labelled = (is_labelled(snapshot["source"]).to_numpy() if "source" in snapshot
+                else np.zeros(len(snapshot), dtype=bool))
+    base = stratified_sample(snapshot[~labelled], sample_size, seed)
+    kept = labelled | snapshot.index.isin(base.index)
+    rows, labelled = snapshot[kept].reset_index(drop=True), labelled[kept]
+    if method != "time" or not labelled.any():
+        return rows.assign(split=assign_split(rows, method, validation_fraction, seed))
+    split = pd.Series("train", index=rows.index, name="split", dtype=object)
+    split[~labelled] = assign_split(rows[~labelled], method, validation_fraction, seed)
+    return rows.assign(split=split)

@@ -12,6 +12,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,25 @@ def to_task(row: Mapping) -> dict:
 
 
 def _annotation_label(annotation: dict) -> str | None:
-    for item in annotation.get("result") or []:
+    result = annotation.get("result")
+    for item in result if isinstance(result, list) else []:
         if isinstance(item, dict) and item.get("from_name") == "sentiment":
-            choices = (item.get("value") or {}).get("choices") or []
-            return str(choices[0]) if choices else None
+            value = item.get("value")
+            choices = value.get("choices") if isinstance(value, dict) else None
+            return str(choices[0]) if isinstance(choices, list) and choices else None
     return None
+
+
+def _annotated_at(annotation: dict) -> pd.Timestamp:
+    """When an annotation was last saved (UTC); NaT when the export gives no ISO time."""
+    when = annotation.get("updated_at") or annotation.get("created_at")
+    try:
+        stamp = datetime.fromisoformat(when) if isinstance(when, str) else None
+    except ValueError:
+        stamp = None
+    if stamp is None:
+        return pd.NaT
+    return pd.Timestamp(stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).tz_convert("UTC")
 
 
 def _annotator(annotation: dict) -> str:
@@ -103,10 +118,10 @@ def parse_tasks(tasks: Any) -> pd.DataFrame:
             elif label not in LABELS:
                 skipped["unknown_label"] += 1
             else:
-                when = annotation.get("updated_at") or annotation.get("created_at")
-                rows.append((post_key(text), text, label, _annotator(annotation), when))
+                rows.append((post_key(text), text, label, _annotator(annotation),
+                             _annotated_at(annotation)))
     frame = pd.DataFrame(rows, columns=EXPORT_COLUMNS)
-    frame["annotated_at"] = pd.to_datetime(frame["annotated_at"], utc=True, format="ISO8601")
+    frame["annotated_at"] = pd.to_datetime(frame["annotated_at"], utc=True)
     frame.attrs["skipped"] = dict(sorted(skipped.items()))
     return frame
 

@@ -35,6 +35,11 @@ QUEUE_COLUMNS = ["post_key", "time", "day", "topic", "text", "model_version", "l
                  "margin", "reason"]
 
 
+class NothingToLabel(ValueError):
+    """An export that would write no task (allow_empty=False): nothing served in the window
+    that is not labelled yet, and no feedback."""
+
+
 @dataclass(frozen=True)
 class ExportResult:
     """The task file written, its tasks (Label Studio's import format) and their count by
@@ -119,11 +124,13 @@ def _write_json(path: Path, tasks: list[dict]) -> None:
 def export_tasks(settings: Settings, budget: int, strategy: str = "uncertainty", seed: int = 0,
                  since: datetime | None = None, until: datetime | None = None,
                  out: Path | None = None,
-                 progress: Callable[[str], None] | None = None) -> ExportResult:
+                 progress: Callable[[str], None] | None = None,
+                 allow_empty: bool = True) -> ExportResult:
     """Write Label Studio tasks: `budget` picks from the payload log's window (default: the
     last settings.label_window_hours) plus every post with feedback (all of the feedback log
     unless since/until are given), none already labelled. Default file:
-    <home>/labels/exports/tasks-<UTC time>-<strategy>.json. `progress` gets a line per step."""
+    <home>/labels/exports/tasks-<UTC time>-<strategy>.json. `progress` gets a line per step.
+    With `allow_empty` False, NothingToLabel instead of writing a file without tasks."""
     say = progress or (lambda line: None)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
@@ -142,6 +149,10 @@ def export_tasks(settings: Settings, budget: int, strategy: str = "uncertainty",
         "feedback")
     parts = [part for part in (asked, picks) if len(part)]
     rows = pd.concat(parts, ignore_index=True) if parts else picks
+    if rows.empty and not allow_empty:
+        raise NothingToLabel(f"nothing to label: {len(log)} payload-log records in the window "
+                             f"({len(labelled)} posts labelled already), {len(feedback)} "
+                             f"feedback records, budget {budget}")
     tasks = [to_task(row) for row in rows.astype(object).where(rows.notna(), None)
              .to_dict("records")]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

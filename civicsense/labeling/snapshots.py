@@ -133,8 +133,8 @@ def _resolve(annotations: pd.DataFrame, skipped: dict[str, int]) -> pd.DataFrame
     if conflicting:
         skipped["conflicting_annotations"] = len(conflicting)
     kept = annotations[~annotations["post_key"].isin(conflicting)]
-    return kept.sort_values("annotated_at", kind="stable").drop_duplicates("post_key",
-                                                                           keep="last")
+    return kept.sort_values("annotated_at", kind="stable", na_position="first").drop_duplicates(
+        "post_key", keep="last")
 
 
 def import_labels(settings: Settings, export_file: Path) -> LabelledSnapshot:
@@ -148,13 +148,17 @@ def import_labels(settings: Settings, export_file: Path) -> LabelledSnapshot:
         raise LabelImportError(str(error)) from None
     skipped = dict(annotations.attrs.get("skipped", {}))
     rows = _resolve(annotations, skipped)
-    if rows.empty:
-        raise LabelImportError(f"no usable annotations in {export_file} (skipped: {skipped})")
-    served = payload_times(settings, set(rows["post_key"]))
+    served = payload_times(settings, set(rows["post_key"])) if len(rows) else {}
     frame = pd.DataFrame({"post_id": rows["post_key"],
                           "created_at": _created(rows["post_key"], served, rows["annotated_at"]),
                           "text": rows["text"], "label": rows["label"],
                           "source": f"label-studio:{export_file.name}"})
+    undated = frame["created_at"].isna()  # never served here and no annotation time: ingest
+    if undated.any():                     # would quarantine it (bad_created_at)
+        skipped["no_time"] = int(undated.sum())
+        frame = frame[~undated]
+    if frame.empty:
+        raise LabelImportError(f"no usable annotations in {export_file} (skipped: {skipped})")
     return write_snapshot(settings, frame, ANNOTATIONS, frame["source"].iloc[0], skipped)
 
 

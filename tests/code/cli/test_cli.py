@@ -28,6 +28,8 @@ def test_every_command_has_help(command):
     (["run", "--validation-fraction", "1.5"], "--validation-fraction"),
     (["run", "--tune", "--trials", "0"], "--trials must be at least 1"),
     (["ingest", "--data", "ftp://host/file"], "unsupported data source scheme"),
+    (["pipeline", "compile", "--output", "/nonexistent/dir/p.yaml"], "--output must be a file"),
+    (["pipeline", "compile", "--output", "/"], "--output must be a file"),
 ])
 def test_bad_input_is_a_one_line_error(args, message, tmp_path):
     result = runner.invoke(app, [*args, *(["--home", str(tmp_path)] if args[0] == "run" else [])])

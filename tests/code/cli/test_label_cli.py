@@ -55,12 +55,29 @@ def test_export_import_status_round_trip(civicsense_home, tmp_path):
     (["export", "--budget", "5", "--window-hours", "0"], "--window-hours must be"),
     (["import", "/nonexistent/export.json"], "no such export file"),
     (["status", "--min-clients", "0"], "--min-clients must be 1 or more"),
+    (["export", "--budget", "5", "--out", "/"], "--out must name a file"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, civicsense_home):
     result = runner.invoke(app, ["label", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_nothing_to_label_is_exit_1_and_no_task_file(civicsense_home, tmp_path):
+    """An empty payload log and no feedback (or every post labelled, or budget 0 without
+    feedback): an error line, no empty task file to import into Label Studio."""
+    out = tmp_path / "tasks.json"
+    for budget in ("50", "0"):
+        result = runner.invoke(app, ["label", "export", "--budget", budget, "--out", str(out)])
+        assert result.exit_code == 1, result.output
+        assert result.output.strip().splitlines()[-1].startswith("error: nothing to label")
+        assert "Traceback" not in result.output and not out.exists()
+    serve(civicsense_home, ["one post"], [(0.5, 0.3, 0.2)])
+    result = runner.invoke(app, ["label", "export", "--budget", "0", "--out", str(out)])
+    assert result.exit_code == 1 and not out.exists()
+    result = runner.invoke(app, ["label", "export", "--budget", "1", "--out", str(out)])
+    assert result.exit_code == 0 and len(json.loads(out.read_text())) == 1
 
 
 def test_an_export_without_usable_annotations_is_refused(civicsense_home, tmp_path):

@@ -47,6 +47,13 @@ def test_champion_challenger_and_the_last_drift_decision(civicsense_home):
     assert "champion   v1" in text and "macro_recall 0.6100" in text
     assert "challenger v2" in text and "macro_recall 0.6400" in text
     assert "data sha256:1" in text and "data sha256:2" in text
+    assert "trained on" not in text  # one data version: nothing more to say
+
+    from civicsense.training.registry import registry_client
+    registry_client(settings).set_model_version_tag(settings.model_name, "2", "data_versions",
+                                                    "sha256:base,sha256:labels")
+    text = "\n".join(status.render(settings.model_copy(update={"serve_port": free_port()})))
+    assert "trained on sha256:base, sha256:labels" in text  # run --labels: every version
     assert "drift share 0.32" in text and "champion v1" in text
     assert "decision   skipped (cooldown" in text
 

@@ -10,11 +10,14 @@ from civicsense.data.ingest import IngestError, content_hash, ingest_source
 from civicsense.data.merge import (
     SUPERSEDED,
     ingest_sources,
+    is_labelled,
     label_fingerprint,
     snapshot_file,
     sources_fingerprint,
+    text_key,
 )
 from civicsense.data.sources import fingerprint
+from civicsense.monitoring.feedback_log import post_key
 from civicsense.settings import Settings
 from tests_support import FIXTURES
 
@@ -142,3 +145,31 @@ def test_the_fingerprint_follows_label_content_not_file_times(tmp_path, settings
     assert sources_fingerprint(BASE, [str(labels)], settings) != key
     bare = write_snapshot(tmp_path / "bare", [row("t1", "positive")], meta=False)
     assert label_fingerprint(str(bare), settings) == fingerprint(str(bare), settings)
+
+
+def test_merged_rows_say_which_are_new_labels(tmp_path, settings):
+    """is_labelled tells labelled-snapshot rows from base rows, also for a snapshot whose rows
+    name a source of their own (read as labelled:<source>)."""
+    folder = write_snapshot(tmp_path / "labels", [row("t1", "negative", "one"),
+                                                  row("t2", "neutral", "two", source="mine"),
+                                                  row("t3", "positive", "three", source="")])
+    frame = merged(tmp_path, settings, folder).accepted
+    new = frame[is_labelled(frame["source"])]
+    assert sorted(new["post_id"]) == ["t1", "t2", "t3"]
+    assert dict(zip(new["post_id"], new["source"], strict=True)) == {
+        "t1": "label-studio:x", "t2": "labelled:mine", "t3": f"labelled:{folder}"}
+    assert not is_labelled(frame[~frame["post_id"].str.startswith("t")]["source"]).any()
+
+
+def test_a_labelled_post_that_is_also_a_base_post_supersedes_it_by_text(tmp_path, settings):
+    """A served post's id is its text's hash, the base's is the data's own id: the same text
+    in both is one post, the newer label wins (no duplicate with two labels in training)."""
+    base = ingest_source(BASE, settings, tmp_path / "a.parquet", tmp_path / "aq.parquet")
+    text = base.accepted.set_index("post_id").loc[KANYE, "text"]
+    assert text_key(text) == post_key(text)
+    labels = write_snapshot(tmp_path / "labels", [row(post_key(text), "negative", text)])
+    result = merged(tmp_path, settings, labels)
+    assert len(result.accepted) == 6 and KANYE not in set(result.accepted["post_id"])
+    assert result.accepted.set_index("post_id").loc[post_key(text), "label"] == "negative"
+    superseded = result.quarantined[result.quarantined["reason"] == SUPERSEDED]
+    assert list(superseded["post_id"]) == [KANYE]

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from civicsense.data.split import assign_split, stratified_sample
+from civicsense.data.split import assign_split, sample_and_split, stratified_sample
 
 
 def frame(n=10):
@@ -48,3 +48,35 @@ def test_stratified_sample_keeps_label_shares_and_order():
     assert len(sample) == 20 and sample["label"].value_counts().tolist() == [10, 10]
     assert sample.index.is_monotonic_increasing
     assert stratified_sample(rows, 0) is rows
+
+
+def snapshot(n_base=40, n_new=5):
+    """Base posts from 2015 plus labelled-snapshot rows served later (their time is now)."""
+    base = pd.DataFrame({"post_id": [f"b{i}" for i in range(n_base)],
+                         "created_at": pd.date_range("2015-01-01", periods=n_base, freq="D",
+                                                     tz="UTC"),
+                         "label": ["positive", "negative"] * (n_base // 2),
+                         "source": "twitter-2015train-A.txt"})
+    new = pd.DataFrame({"post_id": [f"t{i}" for i in range(n_new)],
+                        "created_at": pd.Timestamp("2026-12-03", tz="UTC"),
+                        "label": "neutral", "source": "label-studio:export.json"})
+    return pd.concat([base, new], ignore_index=True)
+
+
+def test_the_time_split_trains_on_every_new_label_and_splits_the_base():
+    rows = sample_and_split(snapshot(), "time", 0.25)
+    new = rows["post_id"].str.startswith("t")
+    assert (rows.loc[new, "split"] == "train").all() and new.sum() == 5
+    assert rows.loc[rows["split"] == "validation", "post_id"].tolist() == [
+        f"b{i}" for i in range(30, 40)]  # the latest 25% of the base posts
+
+
+def test_the_sample_thins_the_base_only_and_random_split_is_unchanged():
+    rows = sample_and_split(snapshot(), "time", 0.25, sample_size=10)
+    assert rows["post_id"].str.startswith("t").sum() == 5
+    assert (~rows["post_id"].str.startswith("t")).sum() == 10
+    plain = snapshot(n_new=0)
+    pd.testing.assert_series_equal(sample_and_split(plain, "random", 0.25, seed=3)["split"],
+                                   assign_split(plain, "random", 0.25, seed=3))
+    assert sample_and_split(plain, "time", 0.25, sample_size=10)["post_id"].tolist() == \
+        stratified_sample(plain, 10)["post_id"].tolist()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from civicsense.labeling.label_studio import (
@@ -80,3 +81,21 @@ def test_bad_export_files_are_refused(tmp_path):
     (tmp_path / "dict.json").write_text(json.dumps({"data": {}}))
     with pytest.raises(LabelStudioError, match="list of tasks"):
         parse_export(tmp_path / "dict.json")
+
+
+def test_malformed_results_and_times_are_skipped_or_undated_not_a_crash():
+    """Hand-edited or foreign exports: a `value` that is not an object is an empty annotation;
+    a time that is not ISO (or not a string) leaves the annotation undated (NaT)."""
+    good = _annotation("positive")
+    tasks = [{"data": {"text": "a"}, "annotations": [
+                 {**good, "result": [{"from_name": "sentiment", "value": "negative"}]},
+                 {**good, "result": "junk"}]},
+             {"data": {"text": "b"}, "annotations": [{**good, "created_at": "yesterday",
+                                                     "updated_at": None}]},
+             {"data": {"text": "c"}, "annotations": [{**good, "updated_at": 12345}]},
+             {"data": {"text": "d"}, "annotations": [{**good, "updated_at": "2026-12-02T10:00"}]}]
+    frame = parse_tasks(tasks)
+    assert frame.attrs["skipped"] == {"empty": 2}
+    assert frame["text"].tolist() == ["b", "c", "d"]
+    assert frame["annotated_at"].isna().tolist() == [True, True, False]
+    assert frame["annotated_at"].iloc[2] == pd.Timestamp("2026-12-02T10:00", tz="UTC")

@@ -86,6 +86,22 @@ def test_an_export_with_nothing_usable_is_refused(civicsense_home, tmp_path):
     assert list_snapshots(civicsense_home) == []
 
 
+def test_an_annotation_with_no_time_anywhere_is_skipped_not_left_for_ingest(civicsense_home,
+                                                                             tmp_path):
+    """Not served here and no annotation time: no created_at, which ingest would quarantine
+    (bad_created_at) long after the import said it was fine. Served posts keep their time."""
+    settings = civicsense_home
+    serve(settings, ["served post"], [(0.4, 0.4, 0.2)], when=SERVED_AT)
+    export = _export(tmp_path / "x.json", [("served post", "negative"), ("lost post", "neutral")],
+                     when="not a time")
+    snapshot = import_labels(settings, export)
+    assert snapshot.rows == 1 and snapshot.skipped == {"no_time": 1}
+    assert pd.read_parquet(snapshot.path)["text"].tolist() == ["served post"]
+    with pytest.raises(LabelImportError, match="no_time"):
+        import_labels(settings, _export(tmp_path / "y.json", [("lost post", "neutral")],
+                                        when=None))
+
+
 def test_labelled_posts_leave_the_queue_and_reach_training(civicsense_home, tmp_path):
     settings = civicsense_home
     serve(settings, ["a post", "b post"], [(0.4, 0.4, 0.2), (0.4, 0.35, 0.25)])
