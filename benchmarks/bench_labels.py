@@ -128,8 +128,8 @@ def annotate(tasks: Sequence[Mapping], gold: pd.DataFrame, annotator: str = ANNO
 
 def labels_in_split(home: Path, label_keys: set[str]) -> dict[str, int]:
     """How many labelled posts the latest pipeline run in `home` put in its train and its
-    validation split (from feature build's entity rows), and how many the default time split
-    (latest 20% by created_at) would have put in train."""
+    validation split (from feature build's entity rows), and how many the plain time split
+    (latest 20% by created_at, before sample_and_split) would have put in train."""
     from civicsense.data.split import assign_split
 
     runs = sorted((home / "pipeline-runs").glob("civicsense-training-*/feature-build-op/entities"),
@@ -349,8 +349,8 @@ def main() -> None:
     parser.add_argument("--budgets", default="500", help="Comma-separated label budgets [500].")
     parser.add_argument("--seeds", type=int, default=3, help="Seeds per strategy [3].")
     parser.add_argument("--split", default="random", choices=("random", "time"),
-                        help="Validation split of every run [random: the default time split "
-                        "puts every imported label, the newest rows, in validation].")
+                        help="Validation split of every run [random: what README's figures "
+                        "used; they predate the time split training on every new label].")
     parser.add_argument("--run-args", default="", help="Extra `civicsense run` options for "
                         "every training run, e.g. '--n-estimators 200'.")
     parser.add_argument("--mirror", type=Path, default=MIRROR_DATA, help="The SemEval folder "
