@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +23,7 @@ from civicsense.features.featurizer import (
 from civicsense.settings import Settings
 
 log = logging.getLogger(__name__)
+KEPT_BUILDS = 4  # per-build copies of the offline features kept beside the store
 
 
 @dataclass
@@ -82,6 +84,7 @@ def build_features(
     stored.insert(1, "created_at", rows["created_at"].to_numpy())
     features_path.parent.mkdir(parents=True, exist_ok=True)
     stored.to_parquet(features_path, index=False)
+    _keep_copy(features_path, build_key(rows))
 
     store = feature_store(settings)
     store.apply(definitions.DEFINITIONS)
@@ -95,8 +98,45 @@ def build_features(
     return FeatureBuild(entities, featurizer, features_path)
 
 
-def training_frame(settings: Settings, entities: pd.DataFrame) -> pd.DataFrame:
-    """Flat features for `entities` from the offline store, point-in-time joined, in row order."""
+def build_key(entities: pd.DataFrame) -> str:
+    """Which feature build a set of entity rows came from: a hash of the rows (id, time, text,
+    label, split): the featurizer's fit depends on all of them."""
+    columns = entities[["post_id", "created_at", "text", "label", "split"]].astype(str)
+    digest = int(pd.util.hash_pandas_object(columns, index=False).sum()) & (2**64 - 1)
+    return f"{digest:016x}-{len(columns)}"
+
+
+def _builds_dir(features_path: Path) -> Path:
+    return features_path.parent / "feature-builds"
+
+
+def _keep_copy(features_path: Path, key: str) -> None:
+    """Keep this build's offline features under its key (the newest KEPT_BUILDS builds)."""
+    builds = _builds_dir(features_path)
+    builds.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(features_path, builds / f"{key}.parquet")
+    for old in sorted(builds.glob("*.parquet"), key=lambda p: p.stat().st_mtime)[:-KEPT_BUILDS]:
+        old.unlink(missing_ok=True)
+
+
+def restore_build(settings: Settings, entities: pd.DataFrame) -> None:
+    """Point the offline store back at the build `entities` came from. KFP's cache can hand
+    train a feature build from an earlier run while the store holds a later build (another data
+    source, `run --labels`): same posts with other out-of-fold scores, or missing posts."""
+    features_path = settings.feast_dir / load_definitions(settings).post_features_source.path
+    copy = _builds_dir(features_path) / f"{build_key(entities)}.parquet"
+    if copy.is_file() and (not features_path.is_file()
+                           or copy.read_bytes() != features_path.read_bytes()):
+        log.info("restoring the offline features of build %s", copy.stem)
+        shutil.copyfile(copy, features_path)
+
+
+def training_frame(settings: Settings, entities: pd.DataFrame,
+                   build: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Flat features for `entities` from the offline store, point-in-time joined, in row order;
+    the store is first pointed at the build of `build` (the whole build's entity rows, default
+    `entities`)."""
+    restore_build(settings, entities if build is None else build)
     store = feature_store(settings)
     entity_df = pd.DataFrame({
         "post_id": entities["post_id"].to_numpy(),
@@ -109,6 +149,7 @@ def training_frame(settings: Settings, entities: pd.DataFrame) -> pd.DataFrame:
     if len(joined) != len(entities) or joined.drop(columns=["event_timestamp"]).isna().any().any():
         raise RuntimeError(
             "the feature store has no features for some training posts: it was rebuilt for "
-            "other data since the feature build; rerun the pipeline without the cache"
+            "other data since the feature build and its copy is gone; rerun the pipeline "
+            "without the cache"
         )
     return from_feast_columns(joined)

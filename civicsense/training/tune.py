@@ -232,7 +232,7 @@ def tune_training_split(
     tuner's validation from it (the latest `validation_fraction`, like the pipeline's split) and
     search. The pipeline's validation split (what evaluate and the gate score) is never read."""
     train_rows = entities[entities["split"] == "train"].reset_index(drop=True)
-    features = training_frame(settings, train_rows)
+    features = training_frame(settings, train_rows, build=entities)
     mask = carve_validation(train_rows, split_method, validation_fraction, base.seed)
     return tune(settings, features, train_rows["label"], mask, base, n_trials, base.seed,
                 timeout, out_dir, tags=tags, threads=threads, max_rounds=max_rounds)
