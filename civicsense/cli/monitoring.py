@@ -56,8 +56,9 @@ def monitor_command(
 
     settings = get_settings(monitor_window_hours=window_hours, monitor_min_rows=min_rows,
                             data=data, home=home, retrain_on_drift=None if trigger else False)
+    start, end = _when(since, "--since"), _when(until, "--until")  # bad input: before the try
     try:
-        outcome = monitor.run_monitor(settings, _when(since, "--since"), _when(until, "--until"))
+        outcome = monitor.run_monitor(settings, start, end)
     except monitor.MonitorError as error:
         retrain.record_decision(settings, "skipped", f"could not run: {error}")
         fail(str(error), EXIT_COULD_NOT_RUN)
@@ -106,6 +107,8 @@ def replay_command(
     """Send texts through a running server as traffic (demos, benchmarks)."""
     from civicsense.monitoring.replay import ReplayError, load_texts, replay
 
+    if batch < 1 or limit < 0:
+        fail(f"--batch must be 1 or more and --limit 0 or more, not {batch} and {limit}")
     try:
         texts = load_texts(source, limit=limit, seed=seed)
         sent = replay(texts, url, get_settings().model_name, batch=batch)

@@ -45,6 +45,10 @@ def test_the_registered_version_lists_every_data_version_it_trained_on(trained_h
         "*/ingest-op/snapshot"), key=lambda p: p.stat().st_mtime)[-1])
     assert set(snapshot[snapshot["source"] == "label-studio:export.json"]["post_id"]) == {
         f"t{index:04d}" for index in range(60)}
+    entities = pd.read_parquet(sorted(settings.pipeline_root.glob(
+        "*/feature-build-op/entities"), key=lambda p: p.stat().st_mtime)[-1])
+    labelled = entities[entities["source"] == "label-studio:export.json"]
+    assert len(labelled) == 60 and set(labelled["split"]) == {"train"}  # none sampled out
 
     started = time.perf_counter()
     again = run_local(Settings(data=str(MIRROR_DATA)), params, label_sources=[folder])

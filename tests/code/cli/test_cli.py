@@ -46,3 +46,10 @@ def test_ingest_writes_snapshot_and_report(tmp_path):
     report = json.loads(result.output[result.output.index("{"):])
     assert report["records_read"] == report["accepted"] + report["quarantined"] == 3
     assert out.exists() and quarantine.exists()
+
+
+@pytest.mark.parametrize("option", [["--batch", "0"], ["--limit", "-1"]])
+def test_replay_refuses_a_batch_below_1_or_a_negative_limit(option):
+    result = runner.invoke(app, ["replay", FIXTURES_CSV, "--url", "http://127.0.0.1:9", *option])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("error: --batch must be 1 or more")

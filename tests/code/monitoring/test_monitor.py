@@ -95,8 +95,12 @@ def test_could_not_run_is_exit_2_and_recorded(monitored):
     result = CliRunner().invoke(app, ["monitor"])  # an empty inference log
     assert result.exit_code == 2 and "0 inference records" in result.output
     assert read_decisions(monitored)[-1]["reason"].startswith("could not run")
+    before = len(read_decisions(monitored))
     result = CliRunner().invoke(app, ["monitor", "--since", "yesterday"])
     assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [  # one line, not "monitor failed: Exit: 2"
+        "error: --since must be an ISO date/time such as 2026-11-23T18:00, not 'yesterday'"]
+    assert len(read_decisions(monitored)) == before  # bad input is no drift-check outcome
 
 
 def test_a_window_mostly_invalid_is_exit_2(monitored):
