@@ -124,14 +124,14 @@ class Server:
 
 @dataclass
 class ContainerServer(Server):
-    """The serving image, started and stopped through civicsense.serving.container."""
+    """The serving image, started and stopped through civicsense.deploy.container."""
 
     settings: Settings | None = None
     served: object | None = None
 
     def start(self, log_dir: Path, timeout: float = 180) -> None:
-        from civicsense.serving.container import serve_container
-        from civicsense.training.docker_runner import local_image
+        from civicsense.deploy.container import serve_container
+        from civicsense.orchestration.docker_runner import local_image
 
         self.served = serve_container(self.settings, local_image("civicsense-serving"),
                                       local_image("civicsense-storage-initializer"), self.port,
@@ -139,14 +139,14 @@ class ContainerServer(Server):
         print(f"{self.name}: ready in {self.served.ready_seconds:.1f} s", flush=True)
 
     def alive(self) -> bool:
-        from civicsense.training.docker_runner import docker_client
+        from civicsense.orchestration.docker_runner import docker_client
 
         if self.served is None:
             return False
         return docker_client().containers.get(self.served.container_id).status == "running"
 
     def stop(self) -> None:
-        from civicsense.serving.container import stop
+        from civicsense.deploy.container import stop
 
         if self.served is not None:
             stop(self.served.container_id, self.served.volume)

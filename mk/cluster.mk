@@ -1,4 +1,4 @@
-# The cluster path (issue 11): validate the manifests offline; bring a kind/minikube cluster up,
+# The cluster path: validate the manifests offline; bring a kind/minikube cluster up,
 # run the end-to-end path on it, take it down. Versions: civicsense/deploy/versions.py.
 # Images: the tags `make images` builds, civicsense-{components,serving}:<version>-<git sha>;
 # IMAGE_TAG (from mk/images.mk when present) wins, or set COMPONENT_IMAGE / SERVING_IMAGE.

@@ -1,4 +1,4 @@
-# The browser extension (issue 5): build it, and test it in a real Chromium.
+# The browser extension: build it, and test it in a real Chromium.
 EXT_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 
 .PHONY: extension test-extension test-extension-container

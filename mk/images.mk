@@ -82,7 +82,7 @@ image-sizes: ## Print each image's size (serving target: <= 1.0 GB)
 	  else echo "  $$image: not built"; fi; done
 
 serve-container: images ## Serve the champion in the serving image, as KServe does (PORT=8080)
-	$(BIN)/python -m civicsense.serving.container --image $(SERVING_IMAGE) \
+	$(BIN)/python -m civicsense.deploy.container --image $(SERVING_IMAGE) \
 	  --initializer-image $(STORAGE_IMAGE) $(if $(PORT),--port $(PORT))
 
 test-container: setup ## The container suite: builds/reuses the images, runs them (needs Docker)

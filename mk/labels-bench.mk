@@ -1,4 +1,4 @@
-# Labels flow back (issue 14): the benchmark that proves new labels improve the retrained model.
+# Labels flow back: the benchmark that proves new labels improve the retrained model.
 BUDGET ?= 500
 SEEDS ?= 3
 LABELS_BENCH_ARGS ?=

@@ -1,4 +1,4 @@
-# Labeling (issue 14): Label Studio in a venv of its own (it pins its own Django, pydantic…),
+# Labeling: Label Studio in a venv of its own (it pins its own Django, pydantic…),
 # used by the `labelstudio` tests and by anyone annotating locally. See docs/labeling.md.
 LABEL_STUDIO_VERSION := 1.23.2
 LS_VENV := .venv-labelstudio

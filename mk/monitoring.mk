@@ -1,4 +1,4 @@
-# Monitoring (issue 4): drift job, the time-shift demo and the drift benchmark. docs/monitoring.md
+# Monitoring: drift job, the time-shift demo and the drift benchmark. docs/monitoring.md
 MONITOR_ARGS ?=
 
 .PHONY: monitor demo-drift bench-drift

@@ -1,4 +1,4 @@
-# Serving (issue 3): the KServe model server on this machine, and its benchmark.
+# Serving: the KServe model server on this machine, and its benchmark.
 PORT ?= 8080
 MODEL_URI ?=
 SERVE_ARGS := --port $(PORT) $(if $(MODEL_URI),--model-uri $(MODEL_URI))

@@ -1,4 +1,4 @@
-# Dashboards (issue 15): the MLflow UI, the status screen and the latest Evidently report, all on
+# Dashboards: the MLflow UI, the status screen and the latest Evidently report, all on
 # the local state ($CIVICSENSE_HOME, default .civicsense) and bound to 127.0.0.1. README: Dashboards.
 UI_HOME = $(abspath $(or $(CIVICSENSE_HOME),.civicsense))
 # PORT is shared with `make serve` (default 8080 there): only a PORT given by the user counts here.

@@ -77,7 +77,7 @@ def produced(outputs: dict[str, Any]) -> str:
 
 
 class RunConsole:
-    """A RunObserver (civicsense.training.run_capture) drawing the steps on the terminal. The
+    """A RunObserver (civicsense.orchestration.run_capture) drawing the steps on the terminal. The
     bar is live only on a terminal; its ETA is the step's expected duration minus the time
     spent (the components report no progress of their own for their longest phases)."""
 

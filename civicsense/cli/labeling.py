@@ -8,27 +8,16 @@ range, a file that is not a Label Studio export, nothing usable in it) or an unr
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 
 from civicsense.cli.errors import fail
-from civicsense.cli.options import HomeOption, setting_option
+from civicsense.cli.options import HomeOption, iso_time, setting_option
 from civicsense.settings import get_settings
 
 label_app = typer.Typer(help="The labeling queue: Label Studio tasks out, labelled snapshots in.",
                         no_args_is_help=True)
-
-
-def _when(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"{option} must be an ISO date/time such as 2026-11-23T18:00, not {text!r}")
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @label_app.command("export")
@@ -60,7 +49,7 @@ def export_command(
     if out is not None and out.is_dir():
         fail(f"--out must name a file, not the directory {out}")
     settings = get_settings(home=home, label_window_hours=window_hours)
-    start, end = _when(since, "--since"), _when(until, "--until")
+    start, end = iso_time(since, "--since"), iso_time(until, "--until")
     try:
         result = export_tasks(settings, budget, strategy, seed, start, end, out,
                               progress=typer.echo, allow_empty=False)

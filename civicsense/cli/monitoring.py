@@ -9,27 +9,15 @@ too few records in the window, unreadable log, failed launch, bad option).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 
 from civicsense.cli.errors import fail
-from civicsense.cli.options import DataOption, HomeOption, setting_option
+from civicsense.cli.options import DataOption, HomeOption, iso_time, setting_option
 from civicsense.settings import get_settings
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_COULD_NOT_RUN = 0, 1, 2
-
-
-def _when(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"{option} must be an ISO date/time such as 2026-11-23T18:00, not {text!r}",
-             EXIT_COULD_NOT_RUN)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def monitor_command(
@@ -56,7 +44,7 @@ def monitor_command(
 
     settings = get_settings(monitor_window_hours=window_hours, monitor_min_rows=min_rows,
                             data=data, home=home, retrain_on_drift=None if trigger else False)
-    start, end = _when(since, "--since"), _when(until, "--until")  # bad input: before the try
+    start, end = iso_time(since, "--since"), iso_time(until, "--until")  # bad input: before the try
     try:
         outcome = monitor.run_monitor(settings, start, end)
     except monitor.MonitorError as error:

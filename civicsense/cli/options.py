@@ -1,12 +1,15 @@
-"""Options shared by several CLI verbs, declared once, and `setting_option`: an option backed by
-a Settings field, whose --help shows the field's env variable and default."""
+"""Options shared by several CLI verbs, declared once; `setting_option`: an option backed by
+a Settings field, whose --help shows the field's env variable and default; `iso_time`: the
+value of a --since/--until option as a time."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
 
+from civicsense.cli.errors import fail
 from civicsense.settings import Settings
 
 
@@ -28,6 +31,18 @@ def setting_option(field: str, *flags: str, help: str, default_text: str | None 
     default); --help shows both. No square brackets in help: rich markup would eat them."""
     return typer.Option(None, *flags, help=help, envvar=setting_env(field), show_envvar=True,
                         show_default=default_text or setting_default(field), **extra)
+
+
+def iso_time(text: str | None, option: str) -> datetime | None:
+    """An ISO date/time given to `option`, naive read as UTC (None when not given); anything
+    else exits 2 with a reason naming the option."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} must be an ISO date/time such as 2026-11-23T18:00, not {text!r}")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 DataOption = setting_option("data", "--data", help="Data source: path, https:// URL or gs:// "

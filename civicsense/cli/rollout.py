@@ -1,5 +1,5 @@
 """CLI verbs for the canary rollout (`civicsense rollout canary|promote|rollback|status|reconcile`):
-thin shells over civicsense.serving.rollout."""
+thin shells over civicsense.rollout.verbs."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _say(message: str) -> None:
 
 
 def _run(verb: Callable[..., dict], namespace: str | None, context: str | None, **kwargs) -> dict:
-    from civicsense.serving.rollout import RolloutError
+    from civicsense.rollout.verbs import RolloutError
 
     settings = get_settings(k8s_namespace=namespace, k8s_context=context)
     interrupted = ("interrupted: any recorded intent is kept (journal under "
@@ -72,7 +72,7 @@ def canary_command(
     context: str = ContextOption,
 ) -> None:
     """Put the challenger beside the champion with PERCENT of the traffic."""
-    from civicsense.serving.rollout import canary
+    from civicsense.rollout.verbs import canary
 
     if mode not in ("standard", "serverless"):
         fail(f"--mode must be standard or serverless, not {mode!r}")
@@ -85,7 +85,7 @@ def canary_command(
 def promote_command(dry_run: bool = DryRunOption, namespace: str = NamespaceOption,
                     context: str = ContextOption) -> None:
     """All traffic to the canary, then `champion` to its version (old one: `previous`)."""
-    from civicsense.serving.rollout import promote
+    from civicsense.rollout.verbs import promote
 
     typer.echo(json.dumps(_run(promote, namespace, context, dry_run=dry_run, log=_say),
                           indent=2))
@@ -96,7 +96,7 @@ def rollback_command(dry_run: bool = DryRunOption, namespace: str = NamespaceOpt
                      context: str = ContextOption) -> None:
     """During a canary: all traffic back to the champion. After a promotion: the `previous`
     version back, and `champion` to it."""
-    from civicsense.serving.rollout import rollback
+    from civicsense.rollout.verbs import rollback
 
     typer.echo(json.dumps(_run(rollback, namespace, context, dry_run=dry_run, log=_say),
                           indent=2))
@@ -125,7 +125,7 @@ def _describe(report: dict) -> list[str]:
 def status_command(namespace: str = NamespaceOption, context: str = ContextOption,
                    as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """The live traffic split and the aliases, and whether they agree (exit 1 if not)."""
-    from civicsense.serving.rollout import rollout_status
+    from civicsense.rollout.verbs import rollout_status
 
     report = _run(rollout_status, namespace, context)
     typer.echo(json.dumps(report, indent=2) if as_json else "\n".join(_describe(report)))
@@ -136,7 +136,7 @@ def status_command(namespace: str = NamespaceOption, context: str = ContextOptio
 def reconcile_command(namespace: str = NamespaceOption, context: str = ContextOption) -> None:
     """Finish an interrupted canary/promote/rollback from its recorded intent (cluster first,
     aliases second), or check that traffic and aliases agree."""
-    from civicsense.serving.rollout import reconcile_rollout
+    from civicsense.rollout.verbs import reconcile_rollout
 
     typer.echo(json.dumps(_run(reconcile_rollout, namespace, context, log=_say), indent=2))
 

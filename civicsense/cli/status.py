@@ -11,9 +11,11 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
@@ -21,6 +23,7 @@ from civicsense.cli.options import HomeOption, setting_option
 from civicsense.settings import Settings, get_settings
 
 METRICS = ("val_macro_recall", "val_macro_f1", "val_accuracy")
+T = TypeVar("T")
 
 
 @dataclass
@@ -158,61 +161,68 @@ def newest_per_repository(lines: list[str]) -> list[str]:
             for r in newest]
 
 
+def _section(title: str, found: T | None, absent: str,
+             describe: Callable[[T], list[str]]) -> list[str]:
+    """A titled block of the screen: what `describe` says of what was found, or `absent`."""
+    return [f"\n{title}", *([f"  {absent}"] if found is None else describe(found))]
+
+
+def _model_lines(models: list[ModelLine], now: datetime | None) -> list[str]:
+    lines = []
+    for model in models:
+        if model.version is None:
+            lines.append(f"  {model.alias:<10} none")
+            continue
+        metrics = ", ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in model.metrics.items())
+        lines.append(f"  {model.alias:<10} v{model.version:<4} {metrics}")
+        lines.append(f"  {'':<10} data {model.data_version or '?'}, registered "
+                     f"{age(model.created, now)}")
+        if model.data_versions and "," in model.data_versions:  # base + new labels
+            lines.append(f"  {'':<10} trained on {model.data_versions.replace(',', ', ')}")
+    return lines
+
+
+def _drift_lines(check: dict, now: datetime | None) -> list[str]:
+    when = age(datetime.fromisoformat(check["time"]), now)
+    share = check.get("drift_share")
+    lines = [f"  last check {when}: champion v{check.get('champion_version') or '?'}, "
+             f"drift share {share if share is not None else '?'}",
+             f"  decision   {check.get('outcome', check['decision'])} "
+             f"({check.get('outcome_reason', check['reason'])})"]
+    if check.get("report"):
+        lines.append(f"  report     {check['report']}")
+    return lines
+
+
+def _retraining_lines(retraining: dict, now: datetime | None) -> list[str]:
+    run, summary = retraining["run"], retraining["summary"]
+    where = run.get("log") or run.get("run_id") or run.get("host", "?")
+    state = ("running" if retraining["running"] else
+             f"registered v{summary['version']} → {summary['alias'] or 'no alias'}"
+             if summary else "no summary (failed or on the cluster)")
+    return [f"  triggered {age(datetime.fromisoformat(retraining['triggered_at']), now)}"
+            f" ({run.get('mode', '?')}): {state}", f"  {where}"]
+
+
 def render(settings: Settings, now: datetime | None = None) -> list[str]:
     """The status screen, line by line."""
     lines = [f"CivicSense status · home {settings.home_dir}", f"tracking {settings.tracking_uri}"]
     missing = local_store_missing(settings)
-    lines.append(f"\nmodel {settings.model_name}")
-    if missing:
-        lines.append(f"  no model registered yet (no MLflow store at {missing}): run `make run`")
-    else:
-        for model in registered_models(settings):
-            if model.version is None:
-                lines.append(f"  {model.alias:<10} none")
-                continue
-            metrics = ", ".join(f"{k.removeprefix('val_')} {v:.4f}"
-                                for k, v in model.metrics.items())
-            lines.append(f"  {model.alias:<10} v{model.version:<4} {metrics}")
-            lines.append(f"  {'':<10} data {model.data_version or '?'}, registered "
-                         f"{age(model.created, now)}")
-            if model.data_versions and "," in model.data_versions:  # base + new labels
-                lines.append(f"  {'':<10} trained on {model.data_versions.replace(',', ', ')}")
-    check = last_drift_check(settings)
-    lines.append("\ndrift")
-    if check is None:
-        lines.append("  no drift check yet (`make monitor` once the server has traffic)")
-    else:
-        when = age(datetime.fromisoformat(check["time"]), now)
-        share = check.get("drift_share")
-        lines.append(f"  last check {when}: champion v{check.get('champion_version') or '?'}, "
-                     f"drift share {share if share is not None else '?'}")
-        lines.append(f"  decision   {check.get('outcome', check['decision'])} "
-                     f"({check.get('outcome_reason', check['reason'])})")
-        if check.get("report"):
-            lines.append(f"  report     {check['report']}")
-    retraining = last_retraining(settings)
-    lines.append("\nretraining")
-    if retraining is None:
-        lines.append("  no retraining run triggered yet")
-    else:
-        run, summary = retraining["run"], retraining["summary"]
-        where = run.get("log") or run.get("run_id") or run.get("host", "?")
-        state = ("running" if retraining["running"] else
-                 f"registered v{summary['version']} → {summary['alias'] or 'no alias'}"
-                 if summary else "no summary (failed or on the cluster)")
-        lines.append(f"  triggered {age(datetime.fromisoformat(retraining['triggered_at']), now)}"
-                     f" ({run.get('mode', '?')}): {state}")
-        lines.append(f"  {where}")
+    lines += _section(f"model {settings.model_name}",
+                      None if missing else registered_models(settings),
+                      f"no model registered yet (no MLflow store at {missing}): run `make run`",
+                      lambda models: _model_lines(models, now))
+    lines += _section("drift", last_drift_check(settings),
+                      "no drift check yet (`make monitor` once the server has traffic)",
+                      lambda check: _drift_lines(check, now))
+    lines += _section("retraining", last_retraining(settings), "no retraining run triggered yet",
+                      lambda retraining: _retraining_lines(retraining, now))
     served = server_version(settings)
-    lines.append("\nserver")
-    lines.append(f"  127.0.0.1:{settings.serve_port} " + (f"serves {served}" if served else
-                                                           "no answer (`make serve`)"))
-    images = built_images()
-    lines.append("\nimages")
-    if images is None:
-        lines.append("  no docker engine")
-    else:
-        lines.extend(f"  {image}" for image in images or ["no civicsense-* image built"])
+    lines += ["\nserver", f"  127.0.0.1:{settings.serve_port} "
+              + (f"serves {served}" if served else "no answer (`make serve`)")]
+    lines += _section("images", built_images(), "no docker engine",
+                      lambda images: [f"  {image}"
+                                      for image in images or ["no civicsense-* image built"]])
     return lines
 
 

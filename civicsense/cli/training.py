@@ -59,7 +59,7 @@ def run(
     """Run the training pipeline end to end on this machine (KFP local runner)."""
     from civicsense.data.ingest import IngestError
     from civicsense.data.sources import SourceError, check
-    from civicsense.training.docker_runner import EngineError, pick_runner
+    from civicsense.orchestration.docker_runner import EngineError, pick_runner
 
     if split not in {"time", "random"}:
         fail(f"--split must be 'time' or 'random', not {split!r}")
@@ -79,7 +79,7 @@ def run(
         check(settings.data, settings)
         label_sources = label_snapshots(settings) if labels else []
         if dry_run:
-            from civicsense.training.runner import arguments
+            from civicsense.orchestration.runner import arguments
 
             typer.echo(json.dumps(arguments(settings, params, label_sources), indent=2))
             return
@@ -119,7 +119,7 @@ def _run_pipeline(settings: Settings, params: PipelineParams, cache: bool, verbo
     import sys
 
     from civicsense.cli.console import FULL_DATA_POSTS, RunConsole
-    from civicsense.training.runner import run_local, run_log_path
+    from civicsense.orchestration.runner import run_local, run_log_path
 
     label_sources = label_sources or []
     if verbose:
@@ -159,7 +159,11 @@ def compile_command(
 ) -> None:
     """Compile the pipeline to IR YAML for the Kubeflow UI (and the labeling pipelines beside
     the default one: pipelines/civicsense_label_export.yaml, civicsense_label_import.yaml)."""
-    from civicsense.training.runner import COMPILED_PIPELINE, compile_labeling, compile_pipeline
+    from civicsense.orchestration.runner import (
+        COMPILED_PIPELINE,
+        compile_labeling,
+        compile_pipeline,
+    )
 
     if output is not None and (output.is_dir() or not output.parent.is_dir()):
         fail(f"--output must be a file in an existing directory, not {output}")
@@ -184,7 +188,7 @@ def submit_command(
                                 "the step cache)."),
 ) -> None:
     """Submit a run of the compiled pipeline to a Kubeflow Pipelines endpoint."""
-    from civicsense.training.runner import submit
+    from civicsense.orchestration.runner import submit
 
     settings = _settings(data, None)
     params = PipelineParams(sample_size=sample_size, tune=tune, tune_trials=trials)
@@ -206,7 +210,7 @@ def schedule_create_command(
     data: str = DataOption,
 ) -> None:
     """Create a KFP recurring run of the compiled training pipeline."""
-    from civicsense.training.schedule import create_schedule, validate_cron
+    from civicsense.orchestration.schedule import create_schedule, validate_cron
 
     try:
         validate_cron(cron)

@@ -217,8 +217,10 @@ def write_outputs(result: IngestResult, snapshot: Path, quarantine: Path) -> Non
 
 def ingest_source(source: str, settings: Settings, snapshot: Path,
                   quarantine: Path) -> IngestResult:
-    """The pipeline's ingest step: fetch `source` (path, https://, gs://), ingest it, and write
-    the accepted snapshot and the quarantine as Parquet (whole or not at all)."""
+    """Ingest one source on its own: fetch `source` (path, https://, gs://), ingest it, and
+    write the accepted snapshot and the quarantine as Parquet (whole or not at all). The
+    pipeline's ingest step is civicsense.data.merge.ingest_sources, which also merges labelled
+    snapshots; for the base source alone both write the same snapshot."""
     with tempfile.TemporaryDirectory() as workdir:
         result = ingest(fetch(source, Path(workdir), settings), progress=True,
                         max_line_bytes=settings.ingest_max_line_bytes)

@@ -73,7 +73,9 @@ def is_labelled(sources: pd.Series) -> pd.Series:
     return sources.astype(str).str.startswith(LABELLED_SOURCES)
 
 
-def _missing(value: object) -> bool:
+def _is_blank_or_null(value: object) -> bool:
+    """None, NaN or NaT, or a string of white space only: a labelled snapshot's blank id, label
+    or text is no value (stricter than a raw file's empty cell in civicsense.data.readers)."""
     return value is None or (isinstance(value, str) and not value.strip()) or bool(
         pd.isna(value))
 
@@ -85,9 +87,9 @@ def _snapshot_record(name: str, number: int, row: dict) -> RawRecord:
     source = source if source.startswith(LABELLED_SOURCES) else f"labelled:{source}"
     label = row["label"]
     record = RawRecord(source, number, str(row),
-                       post_id=None if _missing(row["post_id"]) else str(row["post_id"]),
-                       label="" if _missing(label) else str(label).strip().lower(),
-                       text="" if _missing(row["text"]) else str(row["text"]))
+                       post_id=None if _is_blank_or_null(row["post_id"]) else str(row["post_id"]),
+                       label="" if _is_blank_or_null(label) else str(label).strip().lower(),
+                       text="" if _is_blank_or_null(row["text"]) else str(row["text"]))
     if record.post_id is None:
         record.problem = "missing_post_id"
         return record

@@ -201,8 +201,9 @@ def read_tweeteval(text_path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     return records, texts + labels
 
 
-def _missing(value: object) -> bool:
-    """None, "", NaN or NaT (Parquet's empty cells)."""
+def _is_empty_cell(value: object) -> bool:
+    """None, "", NaN or NaT (Parquet's empty cells); a white-space string is a value, kept as
+    it is (validation judges it)."""
     if value is None or (isinstance(value, str) and value == ""):
         return True
     try:
@@ -214,12 +215,12 @@ def _missing(value: object) -> bool:
 def _table_record(path: Path, number: int, row: dict) -> RawRecord:
     """One CSV/Parquet row → a record; unconvertible values set its problem."""
     given_id, text, label = row.get("post_id"), row.get("text"), row.get("label")
-    post_id = f"{path.stem}-{number}" if _missing(given_id) else str(given_id)
+    post_id = f"{path.stem}-{number}" if _is_empty_cell(given_id) else str(given_id)
     record = RawRecord(path.name, number, str(row), post_id=post_id,
-                       label="" if _missing(label) else str(label).strip().lower(),
-                       text="" if _missing(text) else str(text))
+                       label="" if _is_empty_cell(label) else str(label).strip().lower(),
+                       text="" if _is_empty_cell(text) else str(text))
     created = row.get("created_at")
-    if not _missing(created):
+    if not _is_empty_cell(created):
         try:
             record.created_at = pd.Timestamp(created)
             if record.created_at.tzinfo is None:

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from civicsense.data.readers import discover
 from civicsense.settings import Settings
 from civicsense.storage import gcs_client, split_gcs_uri
 
@@ -52,8 +53,6 @@ def _gcs_blobs(source: str, settings: Settings) -> list:
 
 def check(source: str, settings: Settings) -> None:
     """Fail fast, before a pipeline starts, on a source that cannot be read."""
-    from civicsense.data.ingest import discover
-
     scheme = urlparse(source).scheme
     if scheme == "gs":
         _gcs_blobs(source, settings)

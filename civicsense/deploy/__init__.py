@@ -1,1 +1,1 @@
-"""Deployment to a cluster: kustomize rendering, schema validation, bring-up commands."""
+"""Deployment: kustomize rendering, schema validation, bring-up, the local serving container."""

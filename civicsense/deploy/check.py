@@ -14,7 +14,7 @@ from civicsense.deploy.kfp_specs import KfpSpecError, check_recurring_run, parse
 from civicsense.deploy.policy import workload_problems
 from civicsense.deploy.render import MANIFESTS, overlay_names, render
 from civicsense.deploy.validate import InvalidObject, object_name, validate_object
-from civicsense.serving.rollout import patched_inference_service
+from civicsense.rollout.verbs import patched_inference_service
 from civicsense.settings import PROJECT_ROOT
 
 COMPILED_PIPELINE = PROJECT_ROOT / "pipelines" / "civicsense_training.yaml"

@@ -115,7 +115,7 @@ def upload(step: Upload) -> None:
 
 
 def serve_alias(step: ServeAlias) -> None:
-    from civicsense.serving.rollout import cluster_uri, version_env
+    from civicsense.rollout.verbs import cluster_uri, version_env
     from civicsense.training.registry import find_version, registry_client
 
     settings = Settings(mlflow_tracking_uri=step.tracking_uri)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from civicsense.training.schedule import validate_cron
+from civicsense.orchestration.schedule import validate_cron
+from civicsense.rollout.manifests import known_fields
 
 PARAMETER_TYPES = {"STRING": (str,), "NUMBER_INTEGER": (int,), "NUMBER_DOUBLE": (int, float),
                    "BOOLEAN": (bool,), "LIST": (list,), "STRUCT": (dict,)}
@@ -69,12 +70,7 @@ def _strict_api(data: object, klass: str, where: str) -> None:
             raise KfpSpecError(f"{where}: {json.dumps(data)} is not one of "
                                f"{sorted(cls.allowable_values)}")
         return
-    if not isinstance(data, dict):
-        raise KfpSpecError(f"{where}: expected a {klass} mapping")
-    by_json = {json_key: attr for attr, json_key in cls.attribute_map.items()}
-    unknown = sorted(set(data) - set(by_json))
-    if unknown:
-        raise KfpSpecError(f"{where}: unknown field(s) {unknown} for {klass}")
+    by_json = known_fields(data, cls, klass, where, KfpSpecError)
     for key, value in data.items():
         _strict_api(value, cls.openapi_types[by_json[key]], f"{where}.{key}")
 

@@ -4,7 +4,8 @@ one reader.
 A record says when, which post (`post_key`, the id both logs and the labeling queue key posts
 by, since the payload log has no post ids), its text, the model version and label that made
 the badge, the label the reader chose, and the reader's random client id. Records are JSON
-lines partitioned by day, like the payload log (civicsense.monitoring.inference_log):
+lines partitioned by day, like the payload log (civicsense.monitoring.inference_log), both
+stored by civicsense.monitoring.day_log:
 
     <root>/date=YYYY-MM-DD/<writer>.jsonl        root = a directory, or gs://bucket/prefix
 
@@ -16,32 +17,30 @@ on the way out (a bad line is skipped and counted by reason, never fatal).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import re
-import socket
-import tempfile
-import uuid
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 
 from civicsense import LABELS
-from civicsense.data.readers import Line, read_lines
+from civicsense.monitoring.day_log import (
+    DayLogWindow,
+    as_utc,
+    decode_line,
+    lines_between,
+    read_records,
+    records_frame,
+    stamped_time,
+    write_partitioned,
+)
 from civicsense.settings import Settings
-from civicsense.storage import gcs_client, is_gcs, split_gcs_uri
 
 log = logging.getLogger(__name__)
 
 FEEDBACK_COLUMNS: tuple[str, ...] = ("time", "post_key", "text", "model_version",
                                      "predicted_label", "label", "client_id")
-PARTITION = "date="
-MAX_RECORD_BYTES = 1 << 20  # a record holds one text of at most a few KB
 MAX_VERSION_CHARS = 200
 # A client id is the extension's random id: no personal data fits in this alphabet and size.
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
@@ -98,12 +97,8 @@ def validate_feedback(record: dict, max_text_chars: int = 2000) -> dict:
     _check(record, max_text_chars)
     if record["post_key"] != post_key(record["text"]):
         raise BadFeedback("post_key is not the hash of the text")
-    try:
-        when = datetime.fromisoformat(record["time"])
-    except (TypeError, ValueError):
-        raise BadFeedback("time is not an ISO timestamp") from None
-    if when.tzinfo is None:
-        raise BadFeedback("time has no time zone")
+    stamped_time(record["time"], BadFeedback, "time is not an ISO timestamp",
+                 "time has no time zone")
     return record
 
 
@@ -114,69 +109,15 @@ def write_feedback(records: Sequence[dict], root: str, settings: Settings,
                    writer: str | None = None) -> int:
     """Validate every record, then write them under their day partitions; returns how many.
     Raises BadFeedback before writing anything if one is invalid, OSError/GCS errors on I/O."""
-    by_day: dict[str, list[str]] = {}
-    for record in records:
-        record = validate_feedback(record, settings.max_text_chars)
-        by_day.setdefault(f"{PARTITION}{record['time'][:10]}", []).append(
-            json.dumps(record, ensure_ascii=False))
-    writer = writer or f"{socket.gethostname()}-{os.getpid()}"
-    if is_gcs(root):
-        bucket_name, prefix = split_gcs_uri(root)
-        bucket = gcs_client(settings).bucket(bucket_name)
-        for day, lines in by_day.items():
-            name = "/".join(p for p in (prefix, day, f"{writer}-{uuid.uuid4().hex}.jsonl") if p)
-            bucket.blob(name).upload_from_string("\n".join(lines) + "\n",
-                                                 content_type="application/x-ndjson")
-    else:
-        for day, lines in by_day.items():
-            folder = Path(root) / day
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / f"{writer}.jsonl", "a", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
-    return sum(len(lines) for lines in by_day.values())
+    return write_partitioned((validate_feedback(record, settings.max_text_chars)
+                              for record in records), root, settings, writer)
 
 
 # ---------------------------------------------------------------- reading
 
 
-def _in_range(day: str, since: datetime | None, until: datetime | None) -> bool:
-    date = day.removeprefix(PARTITION)
-    return ((since is None or date >= since.astimezone(UTC).date().isoformat())
-            and (until is None or date <= until.astimezone(UTC).date().isoformat()))
-
-
-def _lines_local(root: str, since: datetime | None, until: datetime | None) -> Iterator[Line]:
-    folder = Path(root)
-    if not folder.is_dir():
-        return
-    for day in sorted(p for p in folder.glob(f"{PARTITION}*") if p.is_dir()):
-        if _in_range(day.name, since, until):
-            for path in sorted(day.glob("*.jsonl")):
-                yield from read_lines(path, MAX_RECORD_BYTES)
-
-
-def _lines_gcs(root: str, since: datetime | None, until: datetime | None,
-               settings: Settings) -> Iterator[Line]:
-    bucket_name, prefix = split_gcs_uri(root)
-    start = f"{prefix}/" if prefix else ""
-    for blob in gcs_client(settings).list_blobs(bucket_name, prefix=start):
-        day, _, name = blob.name[len(start):].partition("/")
-        if day.startswith(PARTITION) and name.endswith(".jsonl") and _in_range(day, since,
-                                                                                until):
-            with tempfile.NamedTemporaryFile(suffix=".jsonl") as copy:
-                blob.download_to_filename(copy.name)  # streamed to disk, read per line
-                yield from read_lines(Path(copy.name), MAX_RECORD_BYTES)
-
-
 def _parse(text: str, max_text_chars: int) -> dict:
-    try:
-        record = json.loads(text)
-    except ValueError:
-        raise BadFeedback("not_json") from None
-    if not isinstance(record, dict):
-        raise BadFeedback("not_a_record")
-    if any(column not in record for column in FEEDBACK_COLUMNS):
-        raise BadFeedback("missing_fields")
+    record = decode_line(text, FEEDBACK_COLUMNS, BadFeedback)
     try:
         record = validate_feedback(record, max_text_chars)
     except BadFeedback as error:
@@ -186,45 +127,23 @@ def _parse(text: str, max_text_chars: int) -> dict:
     return record
 
 
-@dataclass
-class FeedbackWindow:
+class FeedbackWindow(DayLogWindow):
     """The valid records of a window, and what was skipped: `lines` non-blank lines read,
     `skipped` {reason: count} (invalid_utf8, line_too_long, not_json, bad_label, …)."""
-
-    frame: pd.DataFrame
-    lines: int
-    skipped: dict[str, int]
 
 
 def read_feedback_window(root: str, settings: Settings, since: datetime | None = None,
                          until: datetime | None = None) -> FeedbackWindow:
     """Records with since <= time < until (either open when None: all of the log by default),
     validated line by line; an invalid line is skipped and counted by reason."""
-    since, until = (t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
-                    for t in (since, until))
-    lines = (_lines_gcs(root, since, until, settings) if is_gcs(root)
-             else _lines_local(root, since, until))
-    rows, skipped, read = [], Counter(), 0
-    for line in lines:
-        if line.text is not None and not line.text.strip():
-            continue
-        read += 1
-        try:
-            if line.text is None:
-                raise BadFeedback(line.problem)
-            record = _parse(line.text, settings.max_text_chars)
-        except BadFeedback as reason:
-            skipped[str(reason)] += 1
-            continue
-        if (since is None or since <= record["time"]) and (until is None
-                                                           or record["time"] < until):
-            rows.append(record)
+    since, until = as_utc(since), as_utc(until)
+    rows, read, skipped = read_records(
+        lines_between(root, settings, since, until),
+        lambda text: _parse(text, settings.max_text_chars), BadFeedback, since, until)
     if skipped:
         log.warning("feedback log: skipped %d invalid lines %s", sum(skipped.values()),
                     dict(skipped))
-    frame = pd.DataFrame(rows, columns=list(FEEDBACK_COLUMNS))
-    frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+    frame = records_frame(rows, FEEDBACK_COLUMNS)
     frame.attrs["lines"], frame.attrs["skipped"] = read, dict(sorted(skipped.items()))
     return FeedbackWindow(frame, read, frame.attrs["skipped"])
 

@@ -2,7 +2,8 @@
 
 A record is flat: when, which model version, the text, the predicted label, the three class
 probabilities and the featurizer's cheap descriptors (civicsense.featurize.describe, the same
-function training uses). Records are JSON lines partitioned by day:
+function training uses). Records are JSON lines partitioned by day
+(civicsense.monitoring.day_log stores them):
 
     <root>/date=YYYY-MM-DD/<writer>.jsonl        root = a directory, or gs://bucket/prefix
 
@@ -19,29 +20,32 @@ never raised to the caller.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import math
-import os
 import queue
-import socket
-import tempfile
 import threading
 import uuid
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from civicsense import PROBABILITY_COLUMNS
-from civicsense.data.readers import Line, read_lines
 from civicsense.features.featurizer import DESCRIPTOR_NAMES
+from civicsense.monitoring.day_log import (
+    DayLogWindow,
+    as_utc,
+    days_between,
+    decode_line,
+    lines_of_days,
+    read_records,
+    records_frame,
+    stamped_time,
+    write_partitioned,
+)
 from civicsense.settings import Settings
-from civicsense.storage import gcs_client, is_gcs, split_gcs_uri
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,6 @@ BASE_COLUMNS: tuple[str, ...] = ("time", "request_id", "model_version", "source"
                                  *PROBABILITY_COLUMNS)
 # The record schema, in order. `source` says which writer made it: "server" or "sink".
 RECORD_COLUMNS: tuple[str, ...] = (*BASE_COLUMNS, *DESCRIPTOR_NAMES)
-PARTITION = "date="
-MAX_RECORD_BYTES = 1 << 20  # a record holds one text of at most a few KB
 
 
 def make_records(texts: Sequence[str], labels: Sequence[str], probabilities: Any,
@@ -83,10 +85,6 @@ def validate_record(record: dict) -> dict:
     return {c: record[c] for c in RECORD_COLUMNS}
 
 
-def _partition(stamp: str) -> str:
-    return f"{PARTITION}{stamp[:10]}"
-
-
 # ---------------------------------------------------------------- writing
 
 
@@ -95,26 +93,8 @@ def write_records(records: Sequence[dict], root: str, settings: Settings,
     """Write records under their day partitions; returns how many. Raises on I/O errors (the
     non-raising wrapper is InferenceLogger). Locally appends to `<writer>.jsonl`; on GCS writes
     a new object per call and day."""
-    by_day: dict[str, list[str]] = {}
-    for record in records:
-        record = validate_record(record)
-        by_day.setdefault(_partition(record["time"]), []).append(
-            json.dumps(record, ensure_ascii=False))
-    writer = writer or f"{socket.gethostname()}-{os.getpid()}"
-    if is_gcs(root):
-        bucket_name, prefix = split_gcs_uri(root)
-        bucket = gcs_client(settings).bucket(bucket_name)
-        for day, lines in by_day.items():
-            name = "/".join(p for p in (prefix, day, f"{writer}-{uuid.uuid4().hex}.jsonl") if p)
-            bucket.blob(name).upload_from_string("\n".join(lines) + "\n",
-                                                 content_type="application/x-ndjson")
-    else:
-        for day, lines in by_day.items():
-            folder = Path(root) / day
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / f"{writer}.jsonl", "a", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
-    return sum(len(lines) for lines in by_day.values())
+    return write_partitioned((validate_record(record) for record in records), root, settings,
+                             writer)
 
 
 @dataclass
@@ -216,30 +196,6 @@ def log_prediction(settings: Settings, texts: Sequence[str], labels: Sequence[st
 # ---------------------------------------------------------------- reading
 
 
-def _days(since: datetime, until: datetime) -> list[str]:
-    first, last = since.astimezone(UTC).date(), until.astimezone(UTC).date()
-    return [f"{PARTITION}{(first + timedelta(days=i)).isoformat()}"
-            for i in range((last - first).days + 1)]
-
-
-def _lines_local(root: str, days: list[str]) -> Iterator[Line]:
-    for day in days:
-        for path in sorted((Path(root) / day).glob("*.jsonl")):
-            yield from read_lines(path, MAX_RECORD_BYTES)
-
-
-def _lines_gcs(root: str, days: list[str], settings: Settings) -> Iterator[Line]:
-    bucket_name, prefix = split_gcs_uri(root)
-    client = gcs_client(settings)
-    for day in days:
-        day_prefix = "/".join(p for p in (prefix, day) if p) + "/"
-        for blob in client.list_blobs(bucket_name, prefix=day_prefix):
-            if blob.name.endswith(".jsonl"):
-                with tempfile.NamedTemporaryFile(suffix=".jsonl") as copy:
-                    blob.download_to_filename(copy.name)  # streamed to disk, read per line
-                    yield from read_lines(Path(copy.name), MAX_RECORD_BYTES)
-
-
 class BadLine(ValueError):
     """A log line that is not a valid record; its message is the reason counted."""
 
@@ -261,22 +217,9 @@ def _number(record: dict, column: str, reason: str, low: float = -math.inf,
 def parse_record(text: str) -> dict:
     """One log line → a record with typed values (time as an aware UTC datetime, floats for
     probabilities and descriptors). Raises BadLine(reason) for anything else."""
-    try:
-        record = json.loads(text)
-    except ValueError:
-        raise BadLine("not_json") from None
-    if not isinstance(record, dict):
-        raise BadLine("not_a_record")
-    if any(column not in record for column in RECORD_COLUMNS):
-        raise BadLine("missing_fields")
+    record = decode_line(text, RECORD_COLUMNS, BadLine)
     record = {c: record[c] for c in RECORD_COLUMNS}
-    try:
-        when = datetime.fromisoformat(record["time"])
-    except (TypeError, ValueError):
-        raise BadLine("bad_time") from None
-    if when.tzinfo is None:
-        raise BadLine("bad_time")
-    record["time"] = when.astimezone(UTC)
+    record["time"] = stamped_time(record["time"], BadLine, "bad_time", "bad_time").astimezone(UTC)
     if not isinstance(record["text"], str) or not isinstance(record["label"], str):
         raise BadLine("bad_text_or_label")
     for column in ("request_id", "model_version", "source"):
@@ -288,14 +231,9 @@ def parse_record(text: str) -> dict:
     return record
 
 
-@dataclass
-class LogWindow:
+class LogWindow(DayLogWindow):
     """The valid records of a window, and what was skipped: `lines` non-blank lines read,
     `skipped` {reason: count} (invalid_utf8, line_too_long, not_json, bad_time, …)."""
-
-    frame: pd.DataFrame
-    lines: int
-    skipped: dict[str, int]
 
     @property
     def valid_share(self) -> float:
@@ -308,30 +246,13 @@ def read_window(root: str, settings: Settings, since: datetime | None = None,
     validated line by line: an invalid line is skipped and counted by reason, never fatal."""
     until = until or datetime.now(UTC) + timedelta(seconds=1)
     since = since or until - timedelta(hours=settings.monitor_window_hours)
-    since, until = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until))
-    days = _days(since, until)
-    lines = _lines_gcs(root, days, settings) if is_gcs(root) else _lines_local(root, days)
-    rows, skipped, read = [], Counter(), 0
-    for line in lines:
-        if line.text is not None and not line.text.strip():
-            continue
-        read += 1
-        try:
-            if line.text is None:
-                raise BadLine(line.problem)
-            record = parse_record(line.text)
-        except BadLine as reason:
-            skipped[str(reason)] += 1
-            continue
-        if since <= record["time"] < until:
-            rows.append(record)
+    since, until = as_utc(since), as_utc(until)
+    rows, read, skipped = read_records(lines_of_days(root, days_between(since, until), settings),
+                                       parse_record, BadLine, since, until)
     if skipped:
         log.warning("inference log: skipped %d invalid lines %s", sum(skipped.values()),
                     dict(skipped))
-    frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
-    frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
-    return LogWindow(frame, read, dict(sorted(skipped.items())))
+    return LogWindow(records_frame(rows, RECORD_COLUMNS), read, dict(sorted(skipped.items())))
 
 
 def read_log(root: str, settings: Settings, since: datetime | None = None,

@@ -28,9 +28,9 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from civicsense.orchestration.runner import submit
 from civicsense.settings import Settings
 from civicsense.training.params import PipelineParams
-from civicsense.training.runner import submit
 
 Launcher = Callable[[Settings], dict]
 LOCK_FILE, STATE_FILE, DECISIONS_FILE = "trigger.lock", "trigger-state.json", "decisions.jsonl"

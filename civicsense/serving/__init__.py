@@ -1,1 +1,1 @@
-"""Serving: the KServe model server (V1 + V2), its model processes, and canary rollout."""
+"""Serving: the KServe model server (V1 + V2), its model processes, feedback and limits."""

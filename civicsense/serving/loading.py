@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from civicsense.features.featurizer import DESCRIPTOR_NAMES
 from civicsense.settings import Settings
 from civicsense.training.registry import find_version, registry_client
 
@@ -74,8 +73,7 @@ def load_model(uri: str, settings: Settings) -> LoadedModel:
 
 
 def score(predictor, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Featurize the texts once; return their class probabilities (float32, [n, 3]) and
-    descriptors ([n, len(DESCRIPTOR_NAMES)], for the payload log)."""
-    features = predictor.featurizer.transform(texts)
-    probabilities = predictor.predict_features(features).astype(np.float32)
-    return probabilities, features[list(DESCRIPTOR_NAMES)].to_numpy()
+    """The texts' class probabilities (float32, [n, 3]) and descriptors ([n,
+    len(DESCRIPTOR_NAMES)], for the payload log), featurized once (SentimentPredictor.score)."""
+    probabilities, descriptors = predictor.score(texts)
+    return probabilities.astype(np.float32), descriptors

@@ -1,1 +1,1 @@
-"""Training: model, training, evaluation, MLflow registry, and the pipeline's runs and schedules."""
+"""Training: model, training, tuning, evaluation, quality reports and the MLflow registry."""

@@ -12,7 +12,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.isotonic import IsotonicRegression
 
 from civicsense import LABELS
-from civicsense.training.slices import macro_recall
+from civicsense.training.slices import macro_recall_present_classes
 
 METHODS = ("temperature", "isotonic")
 
@@ -105,7 +105,8 @@ def _calibrated(method: str, fit_p: np.ndarray, fit_y: np.ndarray, p: np.ndarray
 
 def _recall(probabilities: np.ndarray, truth: np.ndarray) -> float:
     labels = np.asarray(LABELS)
-    return macro_recall(labels[truth], labels[probabilities.argmax(axis=1)]) or 0.0
+    return macro_recall_present_classes(labels[truth],
+                                        labels[probabilities.argmax(axis=1)]) or 0.0
 
 
 def calibrate(probabilities: np.ndarray, labels: Sequence[str], bins: int = 10,

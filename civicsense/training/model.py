@@ -12,7 +12,7 @@ import pandas as pd
 import xgboost as xgb
 
 from civicsense import LABELS, PROBABILITY_COLUMNS
-from civicsense.features.featurizer import Featurizer
+from civicsense.features.featurizer import DESCRIPTOR_NAMES, Featurizer
 
 
 class SentimentPredictor:
@@ -29,11 +29,16 @@ class SentimentPredictor:
         return cls(joblib.load(featurizer_path), booster)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.predict_features(self.featurizer.transform(list(texts)))
+        return self.score(texts)[0]
+
+    def score(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Featurize the texts once: their class probabilities ([n, 3]) and their descriptors
+        ([n, len(DESCRIPTOR_NAMES)], which the server logs beside each prediction)."""
+        features = self.featurizer.transform(list(texts))
+        return self.predict_features(features), features[list(DESCRIPTOR_NAMES)].to_numpy()
 
     def predict_features(self, features: pd.DataFrame) -> np.ndarray:
-        """Probabilities from already computed features (the server also logs their
-        descriptors, so it featurizes once)."""
+        """Probabilities from already computed features."""
         matrix = xgb.DMatrix(features.to_numpy(np.float32), feature_names=list(features.columns))
         return self.booster.predict(matrix).reshape(len(features), len(LABELS))
 

@@ -78,7 +78,8 @@ def slice_masks(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return masks
 
 
-def macro_recall(y_true: Sequence[str], y_pred: Sequence[str]) -> float | None:
+def macro_recall_present_classes(y_true: Sequence[str], y_pred: Sequence[str]
+                                  ) -> float | None:
     """Macro recall over the labels present in `y_true` (a slice may lack a class: an absent
     class must not count as a recall of 0); None for an empty slice."""
     present = [label for label in LABELS if label in set(y_true)]
@@ -98,9 +99,10 @@ def slice_scores(frame: pd.DataFrame, candidate: Sequence[str],
     scores = []
     for name, mask in slice_masks(frame).items():
         scores.append(SliceScore(
-            name, int(mask.sum()), macro_recall(truth[mask], candidate_labels[mask]),
+            name, int(mask.sum()),
+            macro_recall_present_classes(truth[mask], candidate_labels[mask]),
             None if champion_labels is None
-            else macro_recall(truth[mask], champion_labels[mask])))
+            else macro_recall_present_classes(truth[mask], champion_labels[mask])))
     return scores
 
 

@@ -72,7 +72,9 @@ def suggest(trial: optuna.Trial, base: TrainParams, max_rounds: int = 1000) -> T
     )
 
 
-def macro_recall(y: np.ndarray, probabilities: np.ndarray) -> float:
+def macro_recall_all_classes(y: np.ndarray, probabilities: np.ndarray) -> float:
+    """Macro recall of the most probable class over all three classes, `y` encoded (a class
+    absent from `y` counts as a recall of 0, as in evaluate's primary metric)."""
     return float(recall_score(y, probabilities.argmax(axis=1), average="macro",
                               labels=list(range(len(LABELS))), zero_division=0))
 
@@ -87,8 +89,8 @@ class PruneOnRounds(xgb.callback.TrainingCallback):
     def after_iteration(self, model, epoch, evals_log) -> bool:
         rounds = epoch + 1
         if rounds % self.every == 0:
-            value = macro_recall(self.y, model.predict(self.validation,
-                                                       iteration_range=(0, rounds)))
+            value = macro_recall_all_classes(
+                self.y, model.predict(self.validation, iteration_range=(0, rounds)))
             self.trial.report(value, rounds)
             if self.trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at round {rounds} ({value:.4f})")
@@ -163,7 +165,7 @@ def tune(
         params = suggest(trial, base, max_rounds)
         booster = fit_booster(fit_x, fit_y, params, threads=threads,
                               callbacks=[PruneOnRounds(trial, validation, y_val, prune_every)])
-        return macro_recall(y_val, booster.predict(validation))
+        return macro_recall_all_classes(y_val, booster.predict(validation))
 
     study = optuna.create_study(
         direction="maximize", study_name="civicsense-xgboost",

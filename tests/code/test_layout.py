@@ -15,21 +15,34 @@ from tests_support import ROOT
 
 PACKAGE = ROOT / "civicsense"
 # Which stages each stage may import (besides itself and the settings/storage/constants base).
+# The layers, each importing only those to its right: cli → deploy → rollout → serving →
+# monitoring → orchestration → training → features → data. The top-level `pipelines` and
+# `components` packages (KFP) count as stages too: only orchestration reaches them.
 ALLOWED = {
     "data": set(),
     "features": {"data"},
     "training": {"features", "data"},
-    "monitoring": {"training", "features", "data"},
+    # orchestration runs, compiles, submits and schedules the KFP pipelines.
+    "orchestration": {"pipelines", "components", "training", "features", "data"},
+    # monitoring's drift trigger submits one retraining run through orchestration.
+    "monitoring": {"orchestration", "training", "features", "data"},
+    # the server writes the payload and feedback logs; never KFP (orchestration), nor the rest
+    # of monitoring.
     "serving": {"monitoring.inference_log", "monitoring.feedback_log",
                 "monitoring.feedback_intake", "training", "features", "data"},
+    "rollout": {"serving", "monitoring", "orchestration", "training", "features", "data"},
     # labeling reads the payload and feedback logs and writes ingest-shaped snapshots; it never
     # reaches the server (nor the drift monitor or training).
     "labeling": {"monitoring.inference_log", "monitoring.feedback_log", "data"},
-    # deploy renders and validates the cluster objects, the rollout's patched ones included.
-    "deploy": {"serving", "training", "features", "data"},
-    "cli": {"deploy", "serving", "monitoring", "labeling", "training", "features", "data"},
+    # deploy renders and validates the cluster objects (the rollout's patched ones included),
+    # checks the KFP schedule, and runs the serving image locally (container.py).
+    "deploy": {"rollout", "serving", "monitoring", "orchestration", "training", "features",
+               "data"},
+    "cli": {"deploy", "rollout", "serving", "monitoring", "labeling", "orchestration",
+            "training", "features", "data"},
 }
 BASE = {"civicsense", "civicsense.settings", "civicsense.storage"}
+TOP_LEVEL = {"civicsense", "pipelines", "components"}  # the packages whose imports are checked
 
 
 def _imports(path: Path) -> set[str]:
@@ -40,26 +53,40 @@ def _imports(path: Path) -> set[str]:
             found.add(node.module)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-    return {name for name in found if name.split(".")[0] == "civicsense"}
+    return {name for name in found if name.split(".")[0] in TOP_LEVEL}
 
 
 def _stage(module: str) -> str:
-    return module.split(".")[1] if module.count(".") else ""
+    """civicsense.<stage>[…] → stage; pipelines[…] / components[…] → pipelines / components."""
+    parts = module.split(".")
+    if parts[0] != "civicsense":
+        return parts[0]
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _module(module: str) -> str:
+    """The stage and module, as ALLOWED names single modules: `monitoring.inference_log`."""
+    return ".".join(module.removeprefix("civicsense.").split(".")[:2])
 
 
 @pytest.mark.parametrize("stage", sorted(ALLOWED))
 def test_dependencies_point_one_way(stage):
     wrong = []
-    for path in sorted((PACKAGE / stage).glob("*.py")):
+    for path in sorted((PACKAGE / stage).rglob("*.py")):  # nested packages too
         for module in _imports(path):
             target = _stage(module)
             if module in BASE or target == stage:
                 continue
             allowed = ALLOWED[stage]
-            if target in allowed or ".".join(module.split(".")[1:3]) in allowed:
+            if target in allowed or _module(module) in allowed:
                 continue
             wrong.append(f"{path.relative_to(ROOT)} imports {module}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_subpackage_has_a_row():
+    stages = {init.parent.name for init in PACKAGE.glob("*/__init__.py")}
+    assert stages == set(ALLOWED), stages ^ set(ALLOWED)
 
 
 def test_the_base_imports_no_stage():
@@ -89,8 +116,9 @@ backend = matplotlib.rcParams._get_backend_or_none()
 import civicsense
 for info in pkgutil.walk_packages(civicsense.__path__, "civicsense."):
     importlib.import_module(info.name)
-for name in ("components.ingest", "components.feature_build", "components.train",
-             "components.evaluate", "components.register", "pipelines.training",
+for name in ("components.ingest", "components.feature_build", "components.tune",
+             "components.train", "components.evaluate", "components.register",
+             "pipelines.training",
              "components.label_export", "components.label_import", "pipelines.labeling"):
     importlib.import_module(name)
 import importlib.util
@@ -132,6 +160,7 @@ def test_every_subpackage_says_what_it_is_in_one_line():
 COMPONENTS = {
     "ingest_op": "civicsense.data.merge.ingest_sources",
     "feature_build_op": "civicsense.features.store.build_features",
+    "tune_op": "civicsense.training.tune.tune_training_split",
     "train_op": "civicsense.training.train.train",
     "evaluate_op": "civicsense.training.evaluate.evaluate",
     "register_op": "civicsense.training.registry.register",
@@ -152,5 +181,5 @@ def test_each_component_wraps_the_one_function_it_is_named_for(component):
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     project_calls = called & {"ingest_source", "ingest_sources", "build_features", "train",
                               "evaluate", "register", "fetch", "ingest", "training_frame",
-                              "export_tasks", "import_labels"}
+                              "export_tasks", "import_labels", "tune_training_split"}
     assert project_calls == {function}, project_calls

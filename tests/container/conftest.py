@@ -26,8 +26,8 @@ def _no_engine(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def docker_client():
-    from civicsense.training.docker_runner import EngineError
-    from civicsense.training.docker_runner import docker_client as connect
+    from civicsense.orchestration.docker_runner import EngineError
+    from civicsense.orchestration.docker_runner import docker_client as connect
 
     try:
         client = connect()
@@ -68,9 +68,9 @@ def docker_trained(images, tmp_path_factory) -> Iterator[tuple[Settings, dict]]:
     """The whole pipeline on a mirror sample with KFP's DockerRunner: every step in the
     component image; the registry holds civicsense-sentiment@champion."""
     require_mirror_dir()
-    from civicsense.training.docker_runner import pick_runner
+    from civicsense.orchestration.docker_runner import pick_runner
+    from civicsense.orchestration.runner import run_local
     from civicsense.training.params import PipelineParams
-    from civicsense.training.runner import run_local
 
     home = tmp_path_factory.mktemp("docker-home")
     saved = {k: os.environ.get(k) for k in ("CIVICSENSE_HOME", "CIVICSENSE_DATA",
@@ -96,7 +96,7 @@ def docker_trained(images, tmp_path_factory) -> Iterator[tuple[Settings, dict]]:
 @pytest.fixture(scope="session")
 def served(docker_trained, images):
     """The champion served from the serving image (storage initializer → /mnt/models)."""
-    from civicsense.serving.container import serve_container, stop
+    from civicsense.deploy.container import serve_container, stop
     from tests_support import free_port
 
     settings, _ = docker_trained

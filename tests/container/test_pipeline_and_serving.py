@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from container_support import post_json
 
-from civicsense.serving.runtime_spec import (
+from civicsense.deploy.runtime_spec import (
     cpu_quantity,
     find_runtime,
     memory_quantity,

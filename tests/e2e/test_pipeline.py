@@ -102,8 +102,8 @@ def test_feast_online_store_and_no_training_serving_skew(trained_home):
 
 
 def test_unchanged_rerun_reuses_the_cache_and_the_version(trained_home):
+    from civicsense.orchestration.runner import run_local
     from civicsense.training.params import PipelineParams
-    from civicsense.training.runner import run_local
     from tests_support import MIRROR_DATA
 
     settings, first = trained_home
@@ -121,7 +121,7 @@ def test_compiled_yaml_is_strict_and_runs_locally(trained_home, tmp_path):
     from kfp import components
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    from civicsense.training.runner import compile_pipeline, fingerprint
+    from civicsense.orchestration.runner import compile_pipeline, fingerprint
     from tests_support import MIRROR_DATA
 
     settings, first = trained_home
@@ -146,7 +146,7 @@ def test_compiled_yaml_is_strict_and_runs_locally(trained_home, tmp_path):
 
 
 def test_committed_pipeline_yaml_is_current(tmp_path):
-    from civicsense.training.runner import COMPILED_PIPELINE, compile_pipeline
+    from civicsense.orchestration.runner import COMPILED_PIPELINE, compile_pipeline
 
     fresh = compile_pipeline(tmp_path / "fresh.yaml").read_text()
     assert COMPILED_PIPELINE.read_text() == fresh, "run `make compile` and commit the YAML"

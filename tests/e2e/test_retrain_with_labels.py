@@ -25,9 +25,9 @@ def write_snapshot(settings):
 
 
 def test_the_registered_version_lists_every_data_version_it_trained_on(trained_home):
+    from civicsense.orchestration.runner import run_local
     from civicsense.settings import Settings
     from civicsense.training.params import PipelineParams
-    from civicsense.training.runner import run_local
     from tests_support import MIRROR_DATA
 
     settings, first = trained_home

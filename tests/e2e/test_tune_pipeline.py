@@ -8,9 +8,9 @@ from mlflow import MlflowClient
 
 
 def test_tuned_run_trains_with_the_best_trials_parameters(trained_home, monkeypatch):
+    from civicsense.orchestration.runner import run_local
     from civicsense.settings import Settings
     from civicsense.training.params import PipelineParams
-    from civicsense.training.runner import run_local
     from tests_support import MIRROR_DATA
 
     settings, first = trained_home

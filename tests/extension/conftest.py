@@ -75,8 +75,8 @@ class ModelServer:
 
 def _served_from_the_image(settings) -> Iterator[ModelServer]:
     """The champion from the serving image, as KServe runs it (`make serve-container`)."""
-    from civicsense.serving.container import serve_container, stop
-    from civicsense.training.docker_runner import local_image
+    from civicsense.deploy.container import serve_container, stop
+    from civicsense.orchestration.docker_runner import local_image
 
     served = serve_container(settings, local_image("civicsense-serving"),
                              local_image("civicsense-storage-initializer"), free_port())

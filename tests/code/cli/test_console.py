@@ -9,7 +9,7 @@ from kfp import dsl
 from terminal_support import screen_lines
 
 from civicsense.cli.console import FULL_DATA_POSTS, RunConsole, expected_seconds, produced
-from civicsense.training.run_capture import LineRouter, display_names, phase_of
+from civicsense.orchestration.run_capture import LineRouter, display_names, phase_of
 
 
 def test_phases_are_component_messages_and_bars_not_kfp_chatter():

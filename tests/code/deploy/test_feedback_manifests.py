@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from civicsense.serving.rollout_patches import (
+from civicsense.rollout.patches import (
     canary_patch,
     merge_patch,
     standard_canary_patch,

@@ -10,7 +10,7 @@ import yaml
 
 from civicsense.deploy.check import LABELING_KFP
 from civicsense.deploy.kfp_specs import KfpSpecError, check_recurring_run, parse_pipeline
-from civicsense.training.runner import LABELING_PIPELINES, compile_labeling
+from civicsense.orchestration.runner import LABELING_PIPELINES, compile_labeling
 from pipelines.training import STATE_MOUNT, STATE_PVC
 
 

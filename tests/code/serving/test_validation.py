@@ -16,6 +16,7 @@ from civicsense.serving.loading import LoadedModel
 from civicsense.serving.predictor import SentimentKServeModel
 from civicsense.serving.validation import Limits, check_texts, texts_from_v1, texts_from_v2
 from civicsense.settings import Settings
+from civicsense.training.model import SentimentPredictor
 from tests_support import run_coroutine
 
 LIMITS = Limits(max_text_chars=10, max_batch=3)
@@ -71,13 +72,14 @@ def test_bad_v2_requests_are_invalid_input(request_, message):
         texts_from_v2(request_, LIMITS)
 
 
-class CountingPredictor:
-    """SentimentPredictor's serving interface: one featurizer call per batch is counted, the
-    probabilities are fixed, the features are the real descriptors (the payload log reads them)."""
+class CountingPredictor(SentimentPredictor):
+    """SentimentPredictor with its featurizer and booster stood in: one featurizer call per batch
+    is counted, the probabilities are fixed, the features are the real descriptors (the payload
+    log reads them)."""
 
     def __init__(self):
+        super().__init__(featurizer=self, booster=None)
         self.calls = []
-        self.featurizer = self
 
     def transform(self, texts):
         self.calls.append(list(texts))

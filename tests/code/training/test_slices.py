@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from civicsense.training.slices import (
-    macro_recall,
+    macro_recall_present_classes,
     slice_masks,
     slice_scores,
     source_year,
@@ -56,8 +56,9 @@ def test_source_year(source, created, year):
 
 
 def test_macro_recall_ignores_absent_classes():
-    assert macro_recall(["positive", "positive"], ["positive", "neutral"]) == pytest.approx(0.5)
-    assert macro_recall([], []) is None
+    assert macro_recall_present_classes(["positive", "positive"],
+                                        ["positive", "neutral"]) == pytest.approx(0.5)
+    assert macro_recall_present_classes([], []) is None
 
 
 def test_slice_scores_compare_candidate_and_champion():

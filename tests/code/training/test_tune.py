@@ -71,14 +71,15 @@ def test_the_best_params_flow_into_train(tuned):
     """train's booster built from TuneResult.best_params reproduces the best trial's score."""
     _, result, (features, labels, mask, _) = tuned
     from civicsense.features.featurizer import encode_labels
-    from civicsense.training.tune import macro_recall
+    from civicsense.training.tune import macro_recall_all_classes
 
     booster = fit_booster(features[~mask], labels[~mask], result.best_params, callbacks=[],
                           threads=1)
     assert booster.num_boosted_rounds() == result.best_params.n_estimators
     scores = booster.predict(xgb.DMatrix(features[mask].to_numpy(np.float32),
                                          feature_names=list(features.columns)))
-    assert macro_recall(encode_labels(labels[mask]), scores) == pytest.approx(result.best_value)
+    assert macro_recall_all_classes(encode_labels(labels[mask]), scores) == pytest.approx(
+        result.best_value)
 
 
 def test_the_report_shows_both_plots_and_every_trial(tuned):
@@ -118,7 +119,7 @@ def test_tuning_off_shows_the_parameters_train_gets():
 
 def test_the_compiled_pipeline_feeds_tunes_best_params_to_train(tmp_path):
     from civicsense.deploy.kfp_specs import parse_pipeline
-    from civicsense.training.runner import COMPILED_PIPELINE, compile_pipeline
+    from civicsense.orchestration.runner import COMPILED_PIPELINE, compile_pipeline
 
     for path in (compile_pipeline(tmp_path / "p.yaml"), COMPILED_PIPELINE):
         spec, _ = parse_pipeline(Path(path))

@@ -1,6 +1,6 @@
 """Serve the champion the way KServe does, on one Docker engine: stage its artifacts at a gs://
 storageUri, copy them into a volume with KServe's storage initializer, then start the serving
-image with what the ClusterServingRuntime declares. `python -m civicsense.serving.container`."""
+image with what the ClusterServingRuntime declares. `python -m civicsense.deploy.container`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from civicsense.serving.runtime_spec import (
+from civicsense.deploy.runtime_spec import (
     MODEL_MOUNT,
     RuntimeContainer,
     docker_run_args,
@@ -172,7 +172,7 @@ def serve_container(settings: Settings, image: str, initializer_image: str, port
                     ready_timeout: float = 120.0) -> ServedContainer:
     """The champion (or the model at storage_uri) served from the serving image, published on
     127.0.0.1:port, ready; the caller stops it with `stop(...)`."""
-    from civicsense.training.docker_runner import docker_client
+    from civicsense.orchestration.docker_runner import docker_client
 
     doc, path = find_runtime(manifests)
     spec = runtime_container(doc, settings.model_name, str(path))
@@ -202,7 +202,7 @@ def serve_container(settings: Settings, image: str, initializer_image: str, port
 
 def stop(container_id: str, volume: str | None = None) -> None:
     """Stop and remove the serving container and its model volume."""
-    from civicsense.training.docker_runner import docker_client
+    from civicsense.orchestration.docker_runner import docker_client
 
     client = docker_client()
     with contextlib.suppress(Exception):
@@ -214,7 +214,7 @@ def stop(container_id: str, volume: str | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`make serve-container`: serve until Ctrl-C (or return once ready with --detach)."""
-    from civicsense.training.docker_runner import EngineError, local_image
+    from civicsense.orchestration.docker_runner import EngineError, local_image
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=None, help="serving image [this tree's build]")
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stop it: docker rm -f {served.name} && docker volume rm {served.volume}")
         return 0
     try:
-        from civicsense.training.docker_runner import docker_client
+        from civicsense.orchestration.docker_runner import docker_client
 
         for line in docker_client().containers.get(served.container_id).logs(stream=True):
             print(line.decode(errors="replace"), end="")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from civicsense.serving.runtime_spec import (
+from civicsense.deploy.runtime_spec import (
     RuntimeSpecError,
     cpu_quantity,
     docker_run_args,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from civicsense.orchestration.runner import COMPILED_PIPELINE, compile_pipeline
 from civicsense.settings import Settings
 from civicsense.training.params import PipelineParams
-from civicsense.training.runner import COMPILED_PIPELINE, compile_pipeline
 
 _CRON_FIELDS = (("second", 0, 59), ("minute", 0, 59), ("hour", 0, 23),
                 ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from civicsense.serving.rollout import ClusterTimeout, KubectlCluster, RolloutError
+from civicsense.rollout.verbs import ClusterTimeout, KubectlCluster, RolloutError
 
 NAME, NAMESPACE = "civicsense-sentiment", "civicsense"
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from mlflow import MlflowClient
 
-from civicsense.serving.rollout_cluster import Cluster, ClusterTimeout
-from civicsense.serving.rollout_intent import Intent, Journal, annotated_intent, annotation_patch
-from civicsense.serving.rollout_patches import (
+from civicsense.rollout.cluster import Cluster, ClusterTimeout
+from civicsense.rollout.intent import Intent, Journal, annotated_intent, annotation_patch
+from civicsense.rollout.patches import (
     MODE_ANNOTATION,
     SERVERLESS,
     STANDARD,

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from civicsense.serving.rollout_patches import RolloutError
+from civicsense.rollout.patches import RolloutError
 
 INTENT_ANNOTATION = "civicsense.io/rollout-intent"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from civicsense.serving.manifests import merge_patch
+from civicsense.rollout.manifests import merge_patch
 
 STANDARD, SERVERLESS = "standard", "serverless"
 MODES = (STANDARD, SERVERLESS)

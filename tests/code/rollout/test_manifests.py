@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from civicsense.serving.manifests import ManifestError, merge_patch, parse_manifest
-from civicsense.serving.rollout import (
+from civicsense.rollout.manifests import ManifestError, merge_patch, parse_manifest
+from civicsense.rollout.verbs import (
     canary_patch,
     promote_patch,
     rollback_patch,

@@ -11,9 +11,14 @@ from pathlib import Path
 
 from civicsense.data.merge import sources_fingerprint
 from civicsense.data.sources import fingerprint  # noqa: F401 - the base source's key (tests)
+from civicsense.orchestration.run_capture import (
+    RunObserver,
+    captured,
+    display_names,
+    observed_tasks,
+)
 from civicsense.settings import PROJECT_ROOT, Settings
 from civicsense.training.params import PipelineParams
-from civicsense.training.run_capture import RunObserver, captured, display_names, observed_tasks
 
 COMPILED_PIPELINE = PROJECT_ROOT / "pipelines" / "civicsense_training.yaml"
 # The labeling pipelines (pipelines/labeling.py), each compiled to its own YAML beside it.
@@ -39,7 +44,7 @@ def run_local(settings: Settings, params: PipelineParams, cache: bool = True, *,
               runner: object | None = None, observer: RunObserver | None = None,
               log_path: Path | None = None, label_sources: Sequence[object] = ()) -> dict:
     """Run the whole pipeline with the KFP SubprocessRunner (or `runner`, e.g. a DockerRunner
-    from training/docker_runner.py) on the data source plus `label_sources` (labelled
+    from docker_runner.py) on the data source plus `label_sources` (labelled
     snapshots); returns register's summary.
 
     With an observer, all output (KFP's task dumps, warnings, the components' logs) goes to

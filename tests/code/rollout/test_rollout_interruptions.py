@@ -15,7 +15,8 @@ from test_rollout_kubectl import URI, make_registry, make_standin, serving_isvc
 from typer.testing import CliRunner
 
 from civicsense.cli.app import app
-from civicsense.serving.rollout import (
+from civicsense.rollout.intent import Journal
+from civicsense.rollout.verbs import (
     INTENT_ANNOTATION,
     KubectlCluster,
     RolloutError,
@@ -23,7 +24,6 @@ from civicsense.serving.rollout import (
     promote,
     reconcile_rollout,
 )
-from civicsense.serving.rollout_intent import Journal
 from civicsense.training.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_snapshot
 from tests_support import CIVICSENSE
 

@@ -16,9 +16,9 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from typer.testing import CliRunner
 
 from civicsense.cli.app import app
-from civicsense.serving.manifests import parse_manifest
+from civicsense.orchestration.schedule import create_schedule, validate_cron
+from civicsense.rollout.manifests import parse_manifest
 from civicsense.settings import PROJECT_ROOT, Settings
-from civicsense.training.schedule import create_schedule, validate_cron
 
 MANIFESTS = PROJECT_ROOT / "manifests"
 MONITORING = MANIFESTS / "base" / "monitoring"

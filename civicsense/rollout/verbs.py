@@ -5,22 +5,22 @@ moved in step: canary, promote and rollback, in Standard (`spec.canary`) or Serv
 Each verb checks the live object and the registry, writes its intent (journal + annotation)
 before changing anything, then finishes it with the same idempotent code `reconcile` runs: the
 cluster patch first, the alias moves second. An interruption anywhere leaves an intent that
-`civicsense rollout reconcile` (or the next verb) completes. Patches: rollout_patches.py.
+`civicsense rollout reconcile` (or the next verb) completes. Patches: patches.py.
 """
 
 from __future__ import annotations
 
 from mlflow import MlflowClient
 
-from civicsense.serving.rollout_cluster import (
+from civicsense.rollout.cluster import (
     RESOURCE,
     Cluster,
     ClusterTimeout,
     KubectlCluster,
     kubectl_command,
 )
-from civicsense.serving.rollout_intent import INTENT_ANNOTATION, Intent, Journal
-from civicsense.serving.rollout_patches import (
+from civicsense.rollout.intent import INTENT_ANNOTATION, Intent, Journal
+from civicsense.rollout.patches import (
     MODE_ANNOTATION,
     MODES,
     SERVERLESS,
@@ -41,7 +41,7 @@ from civicsense.serving.rollout_patches import (
     standard_rollback_patch,
     version_env,
 )
-from civicsense.serving.rollout_reconcile import (
+from civicsense.rollout.reconcile import (
     Log,
     RegistryUnavailable,
     finish,

@@ -34,6 +34,20 @@ _PRIMITIVES: dict[str, Callable[[Any], bool]] = {
 }
 
 
+def known_fields(data: Any, model: type, klass: str, path: str,
+                 error: type[ValueError] = ManifestError) -> dict[str, str]:
+    """{JSON key: attribute} of a generated OpenAPI model class (`klass` names it), once `data`
+    is a mapping whose every key is one of its fields; else raises `error` naming `path` (the
+    generated deserializers drop unknown keys silently). Also deploy.kfp_specs' check."""
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a {klass} mapping")
+    by_json = {json_key: attr for attr, json_key in model.attribute_map.items()}
+    unknown = sorted(set(data) - set(by_json))
+    if unknown:
+        raise error(f"{path}: unknown field(s) {unknown} for {klass}")
+    return by_json
+
+
 def to_model(data: Any, klass: str, path: str = "$") -> Any:
     """Deserialize a manifest into the KServe / Kubernetes SDK models, strictly: an unknown
     field, a wrong type or a missing required field is an error naming where it is (the SDKs'
@@ -55,12 +69,7 @@ def to_model(data: Any, klass: str, path: str = "$") -> Any:
             raise ManifestError(f"{path}: expected {klass}, got {type(data).__name__} {data!r}")
         return data
     cls = _model_class(klass)
-    if not isinstance(data, dict):
-        raise ManifestError(f"{path}: expected a {klass} mapping")
-    by_json = {json_key: attr for attr, json_key in cls.attribute_map.items()}
-    unknown = sorted(set(data) - set(by_json))
-    if unknown:
-        raise ManifestError(f"{path}: unknown field(s) {unknown} for {klass}")
+    by_json = known_fields(data, cls, klass, path)
     kwargs = {by_json[key]: to_model(value, cls.openapi_types[by_json[key]], f"{path}.{key}")
               for key, value in data.items()}
     try:

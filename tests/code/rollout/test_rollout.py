@@ -13,7 +13,8 @@ from test_rollout_kubectl import URI, make_registry, make_standin, serving_isvc
 from typer.testing import CliRunner
 
 from civicsense.cli.app import app
-from civicsense.serving.rollout import (
+from civicsense.rollout.intent import Journal
+from civicsense.rollout.verbs import (
     INTENT_ANNOTATION,
     RolloutError,
     canary,
@@ -22,7 +23,6 @@ from civicsense.serving.rollout import (
     rollback,
     rollout_status,
 )
-from civicsense.serving.rollout_intent import Journal
 from civicsense.training.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_snapshot
 from tests_support import ROOT
 
@@ -63,7 +63,7 @@ def registry(tmp_path, monkeypatch):
 
 
 def cluster_for(tmp_path, monkeypatch, isvc):
-    from civicsense.serving.rollout import KubectlCluster
+    from civicsense.rollout.verbs import KubectlCluster
 
     standin = make_standin(tmp_path / "kubectl", isvc, monkeypatch)
     return standin, KubectlCluster(kubectl=str(standin.kubectl), timeout=20)
@@ -309,7 +309,7 @@ def test_a_version_rolled_back_from_can_be_canaried_again(crd_validator):
 
 
 def test_the_journal_survives_a_torn_last_line(tmp_path):
-    from civicsense.serving.rollout_intent import Intent
+    from civicsense.rollout.intent import Intent
 
     journal = Journal.under(tmp_path)
     first = Intent("canary", "standard", NAME, "civicsense", {"spec": {}}, {}, "version 2 at 10%")

@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Protocol
 
-from civicsense.serving.rollout_patches import RolloutError
+from civicsense.rollout.patches import RolloutError
 
 RESOURCE = "inferenceservice.serving.kserve.io"
 

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
+from civicsense.orchestration.docker_runner import container_run_args, local_image, pick_runner
 from civicsense.settings import Settings
-from civicsense.training.docker_runner import container_run_args, local_image, pick_runner
 
 
 def test_state_and_data_are_mounted_and_named_in_the_environment(tmp_path):

@@ -1,0 +1,1 @@
+"""Orchestration: the KFP pipeline run locally or in Docker, compiled, submitted, scheduled."""

@@ -1,0 +1,1 @@
+"""Canary rollout: the canary / promote / rollback verbs, their patches, kubectl, intent."""
