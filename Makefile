@@ -23,10 +23,15 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
+# torch's CPU build (torch==2.13.0+cpu in the lock) lies in pip's find-links dir; uv looks there
+# only when told, and would otherwise take PyPI's multi-GB CUDA build. Every uv call gets it.
+FIND_LINKS = $(or $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null),/opt/wheels)
+UV_FIND_LINKS = $(foreach dir,$(FIND_LINKS),--find-links $(dir))
+
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python $(UV_FIND_LINKS) requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
@@ -39,7 +44,7 @@ test: setup ## Run the whole test suite (offline)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Unit + data tests only: no trained model, browser, containers or Label Studio (< 2 min)
-	$(BIN)/python -m pytest -n 3 -m "not e2e and not browser and not container and not labelstudio" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not e2e and not browser and not container and not labelstudio" $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(BIN)/ruff check .
@@ -54,7 +59,8 @@ bench: setup ## Benchmark the pipeline: cold run and unchanged rerun on the full
 	$(BIN)/python benchmarks/bench_pipeline.py $(RUN_ARGS)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
-	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 $(UV_FIND_LINKS) \
+	  -o requirements.lock
 	$(MAKE) lock-images
 
 clean: ## Remove local state (.civicsense) and caches, keep .venv

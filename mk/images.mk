@@ -99,8 +99,8 @@ endif
 IMAGE_PLATFORM = --python-version 3.11 --python-platform x86_64-manylinux_2_28
 lock-images: ## Re-resolve requirements-{serving,pipeline,storage}.lock (after make lock)
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra serving -c requirements.lock \
-	  $(IMAGE_PLATFORM) -o requirements-serving.lock
+	  $(IMAGE_PLATFORM) $(UV_FIND_LINKS) -o requirements-serving.lock
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra pipeline -c requirements.lock \
-	  $(IMAGE_PLATFORM) -o requirements-pipeline.lock
+	  $(IMAGE_PLATFORM) $(UV_FIND_LINKS) -o requirements-pipeline.lock
 	$(BIN)/uv pip compile --quiet kserve/storage-initializer.in $(IMAGE_PLATFORM) \
 	  --custom-compile-command "make lock-images" -o requirements-storage.lock
