@@ -49,8 +49,16 @@ test-fast: setup ## Unit + data tests only: no trained model, browser, container
 lint: setup ## ruff
 	$(BIN)/ruff check .
 
-compile: setup ## Compile the pipeline to pipelines/civicsense_training.yaml
-	$(BIN)/civicsense pipeline compile
+# IMAGE=… (or COMPONENT_IMAGE=… / IMAGE_TAG=… given on the command line or in the environment: the
+# tag `make images` builds) compiles for that component image into build/pipelines/; the
+# committed pipelines/*.yaml keep the default image.
+COMPILE_IMAGE = $(or $(IMAGE),$(if $(filter command% environment%,$(origin COMPONENT_IMAGE) \
+	$(origin IMAGE_TAG)),$(COMPONENT_IMAGE)))
+COMPILE_DIR ?= build/pipelines
+
+compile: setup ## Compile the pipelines to pipelines/*.yaml; IMAGE=… → build/pipelines/ with that image
+	$(BIN)/civicsense pipeline compile $(if $(COMPILE_IMAGE),--image $(COMPILE_IMAGE) \
+	  --output-dir $(COMPILE_DIR))
 
 submit: setup ## Submit a run to Kubeflow Pipelines (HOST=http://…, TUNE=1, TRIALS=…)
 	$(BIN)/civicsense pipeline submit --host $(HOST) $(RUN_ARGS) $(TUNE_ARGS)

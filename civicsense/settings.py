@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     )
     experiment: str = "civicsense"
     model_name: str = "civicsense-sentiment"
-    component_image: str = DEFAULT_COMPONENT_IMAGE
+    component_image: str = Field(default=DEFAULT_COMPONENT_IMAGE, description="Container "
+                                 "image every KFP step runs in the pipelines submitted from "
+                                 "here (pipeline submit, schedule create, the drift trigger).")
     feature_repo: Path = PROJECT_ROOT / "feature_repo"
     git_commit: str | None = Field(default=None, description="Commit baked into images.")
     storage_emulator_host: str | None = Field(

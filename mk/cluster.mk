@@ -14,7 +14,7 @@ CLUSTER_ARGS = --cluster $(CLUSTER) --component-image $(COMPONENT_IMAGE) \
 
 .PHONY: check-manifests cluster-up cluster-e2e cluster-down
 
-check-manifests: setup ## Render every overlay; validate every object against Kubernetes/KServe/KFP schemas
+check-manifests: setup ## Render every overlay; validate every object (Kubernetes/KServe/KFP schemas, KServe webhooks)
 	$(BIN)/civicsense deploy check --component-image $(COMPONENT_IMAGE) --serving-image $(SERVING_IMAGE)
 
 cluster-up: setup ## Create a kind cluster (CLUSTER=minikube) with KServe, KFP, MLflow; DRY_RUN=1 prints it

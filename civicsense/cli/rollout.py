@@ -67,11 +67,13 @@ def _run(verb: Callable[..., dict], namespace: str | None, context: str | None, 
 @rollout_app.command("canary")
 def canary_command(
     percent: int = typer.Option(10, "--percent", min=1, max=99,
-                                help="Share of traffic for the challenger."),
+                                help="Share of traffic for the challenger (serverless); in "
+                                "standard mode the share of replicas only."),
     mode: str = ModeOption, dry_run: bool = DryRunOption, namespace: str = NamespaceOption,
     context: str = ContextOption,
 ) -> None:
-    """Put the challenger beside the champion with PERCENT of the traffic."""
+    """Put the challenger beside the champion with PERCENT of the traffic (Knative mode; in
+    Standard mode KServe v0.20.0 gives the canary replicas but no traffic)."""
     from civicsense.rollout.verbs import canary
 
     if mode not in ("standard", "serverless"):

@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 
 from civicsense.cli.errors import fail
-from civicsense.cli.options import DataOption, HomeOption
-from civicsense.settings import Settings, get_settings
+from civicsense.cli.options import DataOption, HomeOption, setting_option
+from civicsense.settings import DEFAULT_COMPONENT_IMAGE, Settings, get_settings
 from civicsense.training.params import PipelineParams
 
 pipeline_app = typer.Typer(help="Compile or submit the training pipeline.", no_args_is_help=True)
@@ -19,6 +19,8 @@ schedule_app = typer.Typer(help="Scheduled retraining on Kubeflow Pipelines (rec
                            no_args_is_help=True)
 
 DEFAULTS = PipelineParams()
+# Where `pipeline compile --image` writes by default: pipelines/*.yaml keep the default image.
+IMAGE_COMPILE_DIR = Path("build") / "pipelines"
 
 
 def _settings(data: str | None, home: Path | None) -> Settings:
@@ -154,23 +156,66 @@ def ingest_command(
 
 
 def compile_command(
-    output: Path = typer.Option(None, help="Where to write the IR YAML.",
+    output: Path = typer.Option(None, help="Write only the training pipeline, to this file.",
                                 show_default="pipelines/civicsense_training.yaml"),
+    output_dir: Path = typer.Option(None, "--output-dir", help="Write all three pipelines "
+                                    "into this directory (created if missing).",
+                                    show_default="pipelines/; build/pipelines/ with --image"),
+    image: str = typer.Option(None, "--image", help="Container image every step runs, e.g. "
+                              "the tag `make images` gives: civicsense-components:<version>-"
+                              "<git sha>.", show_default=DEFAULT_COMPONENT_IMAGE),
 ) -> None:
     """Compile the pipeline to IR YAML for the Kubeflow UI (and the labeling pipelines beside
-    the default one: pipelines/civicsense_label_export.yaml, civicsense_label_import.yaml)."""
+    the default one: pipelines/civicsense_label_export.yaml, civicsense_label_import.yaml).
+    With --image the committed pipelines/*.yaml stay as they are (the default image): the
+    YAMLs go to build/pipelines/ unless --output or --output-dir says otherwise."""
+    from civicsense.orchestration.compiled import TRAINING, check_image
     from civicsense.orchestration.runner import (
         COMPILED_PIPELINE,
         compile_labeling,
         compile_pipeline,
     )
 
+    if output is not None and output_dir is not None:
+        fail("give --output (the training pipeline) or --output-dir (all three), not both")
     if output is not None and (output.is_dir() or not output.parent.is_dir()):
         fail(f"--output must be a file in an existing directory, not {output}")
-    typer.echo(f"wrote {compile_pipeline(output or COMPILED_PIPELINE)}")
-    if output is None:
-        for path in compile_labeling():
-            typer.echo(f"wrote {path}")
+    directory = output_dir or (IMAGE_COMPILE_DIR if image and output is None else None)
+    if directory is not None and directory.exists() and not directory.is_dir():
+        fail(f"--output-dir must be a directory, not {directory}")
+    try:
+        if image is not None:
+            check_image(image)
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            written = [compile_pipeline(directory / TRAINING, image),
+                       *compile_labeling(directory, image)]
+        else:
+            written = [compile_pipeline(output or COMPILED_PIPELINE, image),
+                       *(compile_labeling() if output is None else [])]
+    except (ValueError, OSError) as error:
+        fail(str(error))
+    for path in written:
+        typer.echo(f"wrote {path}" + (f" (image {image})" if image else ""))
+
+
+def _image_settings(data: str | None, image: str | None) -> Settings:
+    """Settings with the component image the pipeline's steps run; a bad one exits 2."""
+    from civicsense.orchestration.compiled import check_image
+
+    settings = get_settings(data=data, component_image=image)
+    try:
+        check_image(settings.component_image)
+    except ValueError as error:
+        fail(str(error))
+    return settings
+
+
+ImageOption = setting_option("component_image", "--image", help="Container image every "
+                             "pipeline step runs (the shipped YAML is copied with it into a "
+                             "temporary directory when it differs).")
+FreshOption = typer.Option(False, "--fresh", help="Compile this tree's pipeline (into a "
+                           "temporary directory) instead of using the shipped YAML.")
 
 
 def submit_command(
@@ -186,14 +231,20 @@ def submit_command(
     labels: bool = typer.Option(False, "--labels", help="Ingest also adds every confirmed "
                                 "labelled snapshot on the cluster's state PVC (the run skips "
                                 "the step cache)."),
+    image: str = ImageOption,
+    fresh: bool = FreshOption,
 ) -> None:
     """Submit a run of the compiled pipeline to a Kubeflow Pipelines endpoint."""
+    from civicsense.orchestration.compiled import PipelinePackageError
     from civicsense.orchestration.runner import submit
 
-    settings = _settings(data, None)
+    settings = _image_settings(data, image)
     params = PipelineParams(sample_size=sample_size, tune=tune, tune_trials=trials)
     try:
-        run_id = submit(host, settings, params, experiment, namespace, confirmed_labels=labels)
+        run_id = submit(host, settings, params, experiment, namespace, confirmed_labels=labels,
+                        fresh=fresh)
+    except PipelinePackageError as error:
+        fail(str(error))
     except Exception as error:  # kfp.Client raises transport errors of many kinds
         fail(f"could not submit to {host}: {error}", 1)
     typer.echo(f"submitted run {run_id} to {host}")
@@ -208,17 +259,22 @@ def schedule_create_command(
     namespace: str = typer.Option(None, "--namespace", help="Kubeflow profile namespace.",
                                   show_default="none: single-user"),
     data: str = DataOption,
+    image: str = ImageOption,
+    fresh: bool = FreshOption,
 ) -> None:
     """Create a KFP recurring run of the compiled training pipeline."""
+    from civicsense.orchestration.compiled import PipelinePackageError
     from civicsense.orchestration.schedule import create_schedule, validate_cron
 
     try:
         validate_cron(cron)
     except ValueError as error:
         fail(str(error))
-    settings = get_settings(data=data)
+    settings = _image_settings(data, image)
     try:
-        job = create_schedule(host, settings, cron, name, experiment, namespace)
+        job = create_schedule(host, settings, cron, name, experiment, namespace, fresh=fresh)
+    except PipelinePackageError as error:
+        fail(str(error))
     except Exception as error:  # noqa: BLE001 - transport errors of many kinds
         fail(f"could not create the recurring run on {host}: {error}", 1)
     typer.echo(f"recurring run {getattr(job, 'recurring_run_id', '?')} '{name}' cron '{cron}'")

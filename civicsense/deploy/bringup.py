@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import yaml
+
 from civicsense.deploy import versions as v
+from civicsense.deploy.render import MANIFESTS
+from civicsense.orchestration.compiled import TRAINING
+from civicsense.rollout.kserve_names import SERVICE_PORT, main_service
 
 Cluster = Literal["kind", "minikube"]
 NAMESPACE, KFP_NAMESPACE, ISVC = "civicsense", "kubeflow", "civicsense-sentiment"
@@ -17,6 +22,7 @@ BUCKETS = ("civicsense-mlflow", "civicsense-monitoring", "civicsense-data")
 LOCAL = "127.0.0.1"
 KFP_PORT, MLFLOW_PORT, STORAGE_PORT, PREDICTOR_PORT = 8888, 5000, 9023, 8080
 E2E_SAMPLE = 4000
+SERVED = MANIFESTS / "base" / "serving" / "inferenceservice.yaml"
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ class Command:
 @dataclass(frozen=True)
 class Background:
     """A long-running program (a port-forward) kept until the plan ends; ready when the port
-    answers."""
+    answers. A later one on the same port replaces it (a port-forward ends with its pod)."""
 
     title: str
     argv: tuple[str, ...]
@@ -81,14 +87,18 @@ class ServeAlias:
 
 
 @dataclass(frozen=True)
-class CheckPipeline:
-    """Validate what will be uploaded: the compiled pipeline (protobuf, strict) and the
-    recurring run against it."""
+class CompilePipelines:
+    """Compile the training and labeling pipelines into `directory` with `image` in every
+    executor (`civicsense pipeline compile --image … --output-dir …`), then validate them
+    (protobuf, strict; every executor `image`) and the recurring runs against them. The
+    committed pipelines/*.yaml run the default image, which the cluster may not have."""
 
     title: str
+    image: str
+    directory: Path
 
 
-Step = Command | Background | Render | SinkToken | Upload | ServeAlias | CheckPipeline
+Step = Command | Background | Render | SinkToken | Upload | ServeAlias | CompilePipelines
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,21 @@ class ClusterConfig:
     def tool(self, name: str) -> str:
         return str(self.python_bin / name)
 
+    @property
+    def pipelines(self) -> Path:
+        """Where the plans compile the pipelines with `component_image`."""
+        return self.workdir / "pipelines"
+
+    @property
+    def training_package(self) -> str:
+        """The compiled training pipeline the plans upload and run."""
+        return str(self.pipelines / TRAINING)
+
+
+def compile_pipelines(cfg: ClusterConfig) -> CompilePipelines:
+    return CompilePipelines(f"compile the pipelines with {cfg.component_image}; validate them "
+                            "and the recurring runs", cfg.component_image, cfg.pipelines)
+
 
 def create_cluster(cfg: ClusterConfig) -> list[Step]:
     if cfg.cluster == "kind":
@@ -144,30 +169,39 @@ def _wait_deployments(cfg: ClusterConfig, namespace: str, timeout: str) -> Comma
         f"--timeout={timeout}"))
 
 
+def helm_install(cfg: ClusterConfig, chart: v.HelmChart, namespace: str,
+                 timeout: str = "10m") -> Command:
+    """`helm upgrade --install` of one pinned chart, waiting for its resources."""
+    values = [arg for key, value in chart.values for arg in ("--set", f"{key}={value}")]
+    return Command(f"install {chart.release} {chart.version} (Helm)", (
+        "helm", "--kube-context", cfg.context, "upgrade", "--install", chart.release,
+        chart.chart, "--version", chart.version, "--namespace", namespace, "--create-namespace",
+        *values, "--wait", "--timeout", timeout))
+
+
 def install_platform(cfg: ClusterConfig) -> list[Step]:
-    """cert-manager, KServe (Standard mode: no Knative) and Kubeflow Pipelines standalone, as
-    their install pages say, at the pinned versions."""
+    """cert-manager, KServe (Standard mode: no Knative) and Kubeflow Pipelines standalone, in the
+    order and with the waits their own install scripts use at the pinned versions
+    (civicsense.deploy.versions cites them)."""
     cert_manager, = v.CERT_MANAGER.urls
-    kserve_crd, kserve = v.KSERVE.urls
+    crd, resources, runtimes = v.KSERVE_CHARTS
     kfp_cluster, kfp_env = v.KFP.urls
-    helm = ("helm", "--kube-context", cfg.context)
     return [
         Command(f"install cert-manager {v.CERT_MANAGER_VERSION}",
                 cfg.kubectl_argv("apply", "-f", cert_manager)),
         _wait_deployments(cfg, "cert-manager", "300s"),
-        Command(f"install KServe {v.KSERVE_VERSION}'s CRDs (Helm)", (
-            *helm, "upgrade", "--install", "kserve-crd", kserve_crd, "--version",
-            v.KSERVE_VERSION, "--namespace", "kserve", "--create-namespace", "--wait")),
-        Command(f"install KServe {v.KSERVE_VERSION} in Standard mode: no Knative (Helm)", (
-            *helm, "upgrade", "--install", "kserve", kserve, "--version", v.KSERVE_VERSION,
-            "--namespace", "kserve", "--set", "kserve.controller.deploymentMode=Standard",
-            "--wait", "--timeout", "10m")),
+        helm_install(cfg, crd, v.KSERVE_NAMESPACE),
+        helm_install(cfg, resources, v.KSERVE_NAMESPACE),
+        Command(f"wait for {v.KSERVE_CONTROLLER}", cfg.kubectl_argv(
+            "-n", v.KSERVE_NAMESPACE, "wait", "--for=condition=Available",
+            f"deployment/{v.KSERVE_CONTROLLER}", "--timeout=300s")),
+        helm_install(cfg, runtimes, v.KSERVE_NAMESPACE),
         Command(f"install Kubeflow Pipelines {v.KFP_VERSION} (cluster-scoped resources)",
                 cfg.kubectl_argv("apply", "-k", kfp_cluster)),
         Command("wait for KFP's Application CRD",
                 cfg.kubectl_argv("wait", "--for", "condition=established", "--timeout=60s",
                                  "crd/applications.app.k8s.io")),
-        Command(f"install Kubeflow Pipelines {v.KFP_VERSION} (standalone)",
+        Command(f"install Kubeflow Pipelines {v.KFP_VERSION} (standalone, platform-agnostic)",
                 cfg.kubectl_argv("apply", "-k", kfp_env)),
         _wait_deployments(cfg, KFP_NAMESPACE, "900s"),
     ]
@@ -180,15 +214,21 @@ def port_forward(cfg: ClusterConfig, namespace: str, service: str, local: int,
                                        f"{local}:{remote}", "--address", LOCAL), local)
 
 
+def predictor_service(isvc: dict | None = None) -> str:
+    """The main predictor's Service of the served InferenceService, named as KServe names it
+    (civicsense.rollout.kserve_names); the rollout keeps that name at every step."""
+    return main_service(isvc if isvc is not None else yaml.safe_load(SERVED.read_text()))
+
+
 def kfp_endpoint() -> str:
     return f"http://{LOCAL}:{KFP_PORT}"
 
 
 def up_plan(cfg: ClusterConfig) -> list[Step]:
     """`make cluster-up`: cluster, platform, images, the local overlay, MLflow + object storage
-    with the data, the compiled pipeline uploaded and the recurring run created."""
+    with the data, the pipeline compiled with the component image, uploaded, and the recurring
+    run created (its steps in that image too)."""
     rendered, token = cfg.workdir / "local.yaml", cfg.workdir / "sink-token"
-    pipeline = "pipelines/civicsense_training.yaml"
     return [
         *create_cluster(cfg),
         *install_platform(cfg),
@@ -202,14 +242,15 @@ def up_plan(cfg: ClusterConfig) -> list[Step]:
         port_forward(cfg, NAMESPACE, "object-storage", STORAGE_PORT, STORAGE_PORT),
         Upload("buckets + training data on the in-cluster object storage",
                f"http://{LOCAL}:{STORAGE_PORT}", BUCKETS, cfg.data, DATA_URI),
-        CheckPipeline("validate the compiled pipeline and the recurring run"),
+        compile_pipelines(cfg),
         port_forward(cfg, KFP_NAMESPACE, "ml-pipeline", KFP_PORT, KFP_PORT),
         Command("upload the compiled pipeline", (
             cfg.tool("kfp"), "--endpoint", kfp_endpoint(), "pipeline", "create",
-            "--pipeline-name", "civicsense-training", pipeline)),
+            "--pipeline-name", "civicsense-training", cfg.training_package)),
         Command("create the recurring run (nightly retraining)", (
             cfg.tool("civicsense"), "schedule", "create", "--host", kfp_endpoint(),
-            "--cron", "0 0 3 * * *", "--name", "civicsense-nightly", "--data", DATA_URI)),
+            "--cron", "0 0 3 * * *", "--name", "civicsense-nightly", "--data", DATA_URI,
+            "--image", cfg.component_image)),
     ]
 
 
@@ -217,43 +258,51 @@ def _training_run(cfg: ClusterConfig, name: str, gate_margin: float) -> Command:
     return Command(f"pipeline run {name} (gate_margin={gate_margin})", (
         cfg.tool("kfp"), "--endpoint", kfp_endpoint(), "run", "create",
         "--experiment-name", "civicsense-e2e", "--run-name", name,
-        "--package-file", "pipelines/civicsense_training.yaml", "--watch", "--timeout", "3600",
+        "--package-file", cfg.training_package, "--watch", "--timeout", "3600",
         f"data_source={DATA_URI}", f"sample_size={E2E_SAMPLE}", f"gate_margin={gate_margin}"))
 
 
 def e2e_plan(cfg: ClusterConfig) -> list[Step]:
     """`make cluster-e2e`: pipeline → register → serve → canary 10% → promote → rollback →
-    drift → triggered run, against the cluster `up_plan` made."""
+    drift → triggered run, against the cluster `up_plan` made; the runs use the pipeline
+    compiled with the component image (again: this image, this tree)."""
     tracking = f"http://{LOCAL}:{MLFLOW_PORT}"
     env = (("MLFLOW_TRACKING_URI", tracking), ("CIVICSENSE_K8S_CONTEXT", cfg.context),
            ("CIVICSENSE_K8S_NAMESPACE", NAMESPACE))
-    isvc = f"inferenceservice/{ISVC}"
+    isvc, service = f"inferenceservice/{ISVC}", predictor_service()
     ready = Command("wait for the InferenceService", cfg.kubectl_argv(
         "-n", NAMESPACE, "wait", "--for=condition=Ready", isvc, "--timeout=600s"))
+    # After each change of the main predictor: its Deployment (named like its Service) rolled
+    # out, then a fresh port-forward (the previous one was bound to a pod that is gone).
+    serving = [ready, Command(f"wait for deployment/{service} to roll out", cfg.kubectl_argv(
+                   "-n", NAMESPACE, "rollout", "status", f"deployment/{service}",
+                   "--timeout=600s")),
+               port_forward(cfg, NAMESPACE, service, PREDICTOR_PORT, SERVICE_PORT)]
     url = f"http://{LOCAL}:{PREDICTOR_PORT}"
     replay = Command("send 64 posts through the endpoint", (
         cfg.tool("civicsense"), "replay", "--url", url, "--limit", "64", str(cfg.data)))
 
     def rollout(verb: str, *extra: str) -> Command:
+        mode = ("--mode", "standard") if verb == "canary" else ()
         return Command(f"rollout {verb} {' '.join(extra)}".strip(), (
-            cfg.tool("civicsense"), "rollout", verb, "--mode", "standard", *extra), env)
+            cfg.tool("civicsense"), "rollout", verb, *mode, *extra), env)
 
     job = "civicsense-monitor-e2e"
     return [
+        compile_pipelines(cfg),
         port_forward(cfg, KFP_NAMESPACE, "ml-pipeline", KFP_PORT, KFP_PORT),
         port_forward(cfg, NAMESPACE, "mlflow", MLFLOW_PORT, MLFLOW_PORT),
         _training_run(cfg, "e2e-champion", 0.0),
         ServeAlias("serve the registered champion", tracking, "champion", cfg.context,
                    cfg.kubectl),
-        ready,
-        port_forward(cfg, NAMESPACE, f"{ISVC}-predictor", PREDICTOR_PORT, 80),
-        replay,
+        *serving, replay,
         _training_run(cfg, "e2e-challenger-1", -1.0),   # margin -1: always a challenger
-        rollout("canary", "--percent", "10"), ready, replay,
-        rollout("promote"), ready, replay,
+        # Standard mode at KServe v0.20.0: the canary gets replicas, not traffic (docs/cluster.md)
+        rollout("canary", "--percent", "10"), ready, rollout("status"),
+        rollout("promote"), *serving, replay, rollout("status"),
         _training_run(cfg, "e2e-challenger-2", -1.0),
         rollout("canary", "--percent", "10"), ready,
-        rollout("rollback"), ready, replay,
+        rollout("rollback"), *serving, replay, rollout("status"),
         Command("drift: send other-topic posts (TweetEval stance) through the endpoint", (
             cfg.tool("civicsense"), "replay", "--url", url, "--limit", "2000",
             str(cfg.drift_data))),
@@ -280,3 +329,12 @@ def down_plan(cfg: ClusterConfig) -> list[Step]:
 
 
 PLANS = {"up": up_plan, "e2e": e2e_plan, "down": down_plan}
+
+
+def plans_text(cfg: ClusterConfig | None = None) -> str:
+    """Every command line of every plan, one a line (what check-manifests reads the names the
+    bring-up uses from)."""
+    cfg = cfg or ClusterConfig("civicsense-components:check", "civicsense-serving:check",
+                               Path(".civicsense/cluster"), Path("data"), Path("drift"))
+    return "\n".join(" ".join(step.argv) for plan in PLANS.values() for step in plan(cfg)
+                     if isinstance(step, Command | Background))

@@ -18,15 +18,21 @@ from civicsense.deploy.bringup import (
     ISVC,
     NAMESPACE,
     Background,
-    CheckPipeline,
     Command,
+    CompilePipelines,
     Render,
     ServeAlias,
     SinkToken,
     Step,
     Upload,
 )
-from civicsense.deploy.check import CHECK_TOKEN, Report, check_kfp, check_rendered
+from civicsense.deploy.check import (
+    CHECK_TOKEN,
+    Report,
+    check_pipelines,
+    check_rendered,
+    compile_pipelines,
+)
 from civicsense.deploy.render import fill_token, read_token, render, to_yaml
 from civicsense.settings import Settings
 
@@ -57,8 +63,11 @@ def describe(step: Step) -> str:
     if isinstance(step, Upload):
         return (f"STORAGE_EMULATOR_HOST={step.emulator}: create buckets "
                 f"{', '.join(step.buckets)}; copy {step.source}/ to {step.uri}")
-    if isinstance(step, CheckPipeline):
-        return "civicsense deploy check (pipelines/civicsense_training.yaml, recurring run)"
+    if isinstance(step, CompilePipelines):
+        return (command_line(("civicsense", "pipeline", "compile", "--image", step.image,
+                              "--output-dir", str(step.directory)))
+                + f"; validate each (protobuf, every executor {step.image}) and the recurring "
+                "runs against them")
     if isinstance(step, ServeAlias):
         where = f"<{{}} of @{step.alias} in {step.tracking_uri}>"
         return command_line(_alias_patch_argv(step, where.format("storageUri"),
@@ -80,6 +89,21 @@ def render_step(step: Render, crd_cache: Path, dry_run: bool) -> Report:
     step.out.write_text(to_yaml(filled if real else objects))
     if real:
         step.out.chmod(0o600)   # it holds the token
+    return report
+
+
+def compile_and_check(step: CompilePipelines, echo: Echo) -> Report:
+    """Compile the pipelines with the step's image into its directory, then validate them."""
+    try:
+        compile_pipelines(step.directory, step.image)
+    except (ValueError, OSError) as error:
+        raise StepFailed(f"cannot compile the pipelines: {error}") from None
+    report = Report()
+    check_pipelines(report, step.directory, step.image)
+    if not report.ok:
+        raise StepFailed("; ".join(report.problems))
+    echo(f"    valid: {', '.join(name for _, name, _ in report.checked)} (every executor "
+         f"{step.image}): {step.directory}")
     return report
 
 
@@ -145,8 +169,9 @@ def _run(argv: tuple[str, ...], env: tuple[tuple[str, str], ...] = ()) -> None:
 def run_plan(steps: list[Step], crd_cache: Path, dry_run: bool = False,
              echo: Echo = print) -> int:
     """Each step in order, printed as `[i/n] title` and its command; the first failure stops
-    the plan (StepFailed). Background processes end with the plan. Returns the step count."""
-    background: list[subprocess.Popen] = []
+    the plan (StepFailed). Background processes end with the plan, or when a later one takes
+    their port. Returns the step count."""
+    background: dict[int, subprocess.Popen] = {}
     try:
         for index, step in enumerate(steps, 1):
             echo(f"[{index}/{len(steps)}] {step.title}")
@@ -156,30 +181,32 @@ def run_plan(steps: list[Step], crd_cache: Path, dry_run: bool = False,
             except StepFailed as error:
                 raise StepFailed(f"step {index} ({step.title}) failed: {error}") from None
     finally:
-        for process in background:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for process in background.values():
+            _stop(process)
     return len(steps)
 
 
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _execute(step: Step, crd_cache: Path, dry_run: bool,
-             background: list[subprocess.Popen], echo: Echo) -> None:
+             background: dict[int, subprocess.Popen], echo: Echo) -> None:
     if isinstance(step, Render):
         report = render_step(step, crd_cache, dry_run)
-        rendered = sum(1 for source, _, _ in report.checked if "rollout" not in source)
-        echo(f"    {rendered} objects rendered and valid (+ {len(report.checked) - rendered} "
-             f"rollout variants): {step.out}")
+        variants = sum(1 for source, _, _ in report.checked if "rollout" in source)
+        rendered = sum(1 for source, name, _ in report.checked
+                       if "rollout" not in source and "/" in name)   # objects, not checks
+        echo(f"    {rendered} objects rendered and valid (+ {variants} rollout variants; the "
+             f"monitor's runs use its image): {step.out}")
         return
-    if isinstance(step, CheckPipeline):
-        report = Report()
-        check_kfp(report)
-        if not report.ok:
-            raise StepFailed("; ".join(report.problems))
-        echo(f"    valid: {', '.join(name for _, name, _ in report.checked)}")
+    if isinstance(step, CompilePipelines):   # in a dry run too: it writes only to the workdir
+        compile_and_check(step, echo)
         return
     if dry_run:
         return
@@ -191,12 +218,14 @@ def _execute(step: Step, crd_cache: Path, dry_run: bool,
     elif isinstance(step, Command):
         _run(step.argv, step.env)
     elif isinstance(step, Background):
+        if step.port in background:   # the same port again: a fresh port-forward replaces it
+            _stop(background.pop(step.port))
         try:
             process = subprocess.Popen(step.argv, stdout=subprocess.DEVNULL,
                                        start_new_session=True)
         except OSError as error:
             raise StepFailed(f"cannot run {step.argv[0]}: {error}") from None
-        background.append(process)
+        background[step.port] = process
         _wait_port(step.port, process)
     elif isinstance(step, Upload):
         upload(step)

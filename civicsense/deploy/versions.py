@@ -14,8 +14,10 @@ KUBERNETES_VERSION = "1.33"
 
 CERT_MANAGER_VERSION = "v1.17.2"
 KSERVE_VERSION = "v0.20.0"
-# KFP standalone: the backend release whose API the pinned kfp-server-api 2.17.3 client speaks.
-KFP_VERSION = "2.17.3"
+# KFP standalone: the newest backend release, tag 2.17.0 of kubeflow/pipelines (`git tag -l
+# '2.17*'` lists 2.17.0 only; the kfp-server-api 2.17.3 client on PyPI has no backend tag of its
+# own), the release of the kfp 2.17.0 SDK that compiles the pipeline.
+KFP_VERSION = "2.17.0"
 # The MLflow tracking server runs from the component image: the same MLflow as every client.
 MLFLOW_VERSION = "3.17.2"
 # Label Studio (issue 14's labeling queue): the same release the local venv installs from PyPI
@@ -37,6 +39,16 @@ KSERVE_CRD_SHA256 = {
 
 
 @dataclass(frozen=True)
+class HelmChart:
+    """One Helm release of a chart from an OCI registry, with the values set on install."""
+
+    release: str
+    chart: str
+    version: str
+    values: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Installer:
     """One platform component as its official instructions install it."""
 
@@ -48,12 +60,37 @@ class Installer:
 CERT_MANAGER = Installer("cert-manager", CERT_MANAGER_VERSION, (
     "https://github.com/cert-manager/cert-manager/releases/download/"
     f"{CERT_MANAGER_VERSION}/cert-manager.yaml",))
-# KServe's Helm charts (its install guide's method without a clone): CRDs, then the controller.
-KSERVE = Installer("kserve", KSERVE_VERSION, ("oci://ghcr.io/kserve/charts/kserve-crd",
-                                              "oci://ghcr.io/kserve/charts/kserve"))
-# `kubectl apply -k` of KFP's standalone kustomizations at the release tag (its install page;
-# env/platform-agnostic is the page's fallback when pods crash-loop on a laptop cluster).
+# KServe's Helm charts, as KServe v0.20.0's own Standard-mode quick install installs them
+# (hack/setup/infra/manage.kserve-helm.sh at the tag; hack/setup/quick-install/definitions/
+# kserve-standard/kserve-standard-mode-full-install.definition sets DEPLOYMENT_MODE=Standard and
+# INSTALL_RUNTIMES=true): kserve-crd (:158, :316-324), then kserve-resources with
+# kserve.version and kserve.controller.deploymentMode (:159, :244-246, :346-355), then wait for
+# kserve-controller-manager (:161, :404-406), then kserve-runtime-configs, the
+# ClusterServingRuntimes (:133, :411-421). The controller's chart (charts/kserve-resources) was
+# named `kserve` up to v0.16.0 and `kserve-resources` from v0.17.0 (its Chart.yaml `name:`); at
+# v0.20.0 every chart above is version v0.20.0.
+KSERVE_NAMESPACE = "kserve"          # hack/setup/global-vars.env: KSERVE_NAMESPACE
+KSERVE_CONTROLLER = "kserve-controller-manager"
+KSERVE_CHART_REPO = "oci://ghcr.io/kserve/charts"
+KSERVE_DEPLOYMENT_MODE = "Standard"   # kind: no Knative (pkg/constants/constants.go:565)
+KSERVE_CHARTS = (
+    HelmChart("kserve-crd", f"{KSERVE_CHART_REPO}/kserve-crd", KSERVE_VERSION),
+    HelmChart("kserve-resources", f"{KSERVE_CHART_REPO}/kserve-resources", KSERVE_VERSION, (
+        ("kserve.version", KSERVE_VERSION),
+        ("kserve.controller.deploymentMode", KSERVE_DEPLOYMENT_MODE))),
+    HelmChart("kserve-runtime-configs", f"{KSERVE_CHART_REPO}/kserve-runtime-configs",
+              KSERVE_VERSION, (("kserve.version", KSERVE_VERSION),
+                               ("kserve.servingruntime.enabled", "true"),
+                               ("kserve.llmisvcConfigs.enabled", "false"))),
+)
+# Kubeflow Pipelines standalone, `kubectl apply -k` at the release tag, as KFP's own kind target
+# does at that tag (backend/Makefile:85-104, `kind-cluster-agnostic`): cluster-scoped-resources,
+# wait for the Application CRD, then env/platform-agnostic (AGENTS.md:128-139 and :162-167: the
+# standalone, single-user install). Not env/dev (env/dev/kustomization.yaml:9,11-33: the GCP
+# inverse-proxy agent and `:master` images) nor env/dev-kind (the API server at 0 replicas for
+# a debugger on the host, backend/README.md:99).
 KFP = Installer("kubeflow-pipelines", KFP_VERSION, (
     "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources"
     f"?ref={KFP_VERSION}",
-    f"github.com/kubeflow/pipelines/manifests/kustomize/env/dev?ref={KFP_VERSION}"))
+    "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic"
+    f"?ref={KFP_VERSION}"))

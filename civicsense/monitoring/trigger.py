@@ -12,7 +12,10 @@ appended to `<home>/monitor/decisions.jsonl`:
     skipped   drift, but no run: cooldown / run in progress / trigger disabled (reason given)
 
 Locally the run is `civicsense run` in a detached subprocess (the KFP local runner); with
-`kfp_host` set it is a run of the compiled pipeline on Kubeflow Pipelines through kfp.Client.
+`kfp_host` set it is a run on Kubeflow Pipelines through kfp.Client of the compiled pipeline the
+package ships, its steps running `component_image` (a copy in a temporary directory when that
+differs from the shipped image): nothing is compiled or written into the package, which lies on
+the monitor's read-only root filesystem.
 """
 
 from __future__ import annotations
@@ -176,14 +179,15 @@ def launch_local(settings: Settings) -> dict:
 
 
 def launch_cluster(settings: Settings) -> dict:
-    """A run of the compiled pipeline on Kubeflow Pipelines (kfp.Client); with
-    `retrain_with_labels` its ingest step adds the confirmed labelled snapshots found on the
-    pipeline's state volume (which this monitor cannot see), without the step cache."""
+    """A run of the shipped compiled pipeline on Kubeflow Pipelines (kfp.Client), every step
+    in `component_image`; with `retrain_with_labels` its ingest step adds the confirmed
+    labelled snapshots found on the pipeline's state volume (which this monitor cannot see),
+    without the step cache."""
     assert settings.kfp_host
     run_id = submit(settings.kfp_host, settings, PipelineParams(), settings.experiment,
                     confirmed_labels=settings.retrain_with_labels)
     return {"mode": "kfp", "host": settings.kfp_host, "run_id": run_id, "data": settings.data,
-            "labels": settings.retrain_with_labels}
+            "labels": settings.retrain_with_labels, "image": settings.component_image}
 
 
 def default_launcher(settings: Settings) -> Launcher:

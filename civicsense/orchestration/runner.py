@@ -11,6 +11,14 @@ from pathlib import Path
 
 from civicsense.data.merge import sources_fingerprint
 from civicsense.data.sources import fingerprint  # noqa: F401 - the base source's key (tests)
+from civicsense.orchestration.compiled import (
+    LABEL_EXPORT,
+    LABEL_IMPORT,
+    TRAINING,
+    check_image,
+    pipeline_package,
+    with_image,
+)
 from civicsense.orchestration.run_capture import (
     RunObserver,
     captured,
@@ -20,12 +28,11 @@ from civicsense.orchestration.run_capture import (
 from civicsense.settings import PROJECT_ROOT, Settings
 from civicsense.training.params import PipelineParams
 
-COMPILED_PIPELINE = PROJECT_ROOT / "pipelines" / "civicsense_training.yaml"
+# The committed YAMLs (the default component image), which the package ships (compiled.py).
+COMPILED_PIPELINE = PROJECT_ROOT / "pipelines" / TRAINING
 # The labeling pipelines (pipelines/labeling.py), each compiled to its own YAML beside it.
-LABELING_PIPELINES = {"label_export_pipeline": PROJECT_ROOT / "pipelines" /
-                      "civicsense_label_export.yaml",
-                      "label_import_pipeline": PROJECT_ROOT / "pipelines" /
-                      "civicsense_label_import.yaml"}
+LABELING_PIPELINES = {"label_export_pipeline": PROJECT_ROOT / "pipelines" / LABEL_EXPORT,
+                      "label_import_pipeline": PROJECT_ROOT / "pipelines" / LABEL_IMPORT}
 
 
 def arguments(settings: Settings, params: PipelineParams, label_sources: Sequence[object] = (),
@@ -83,43 +90,54 @@ def run_log_path(settings: Settings, command: str = "run") -> Path:
     return settings.home_dir / "logs" / f"{command}-{stamp}.log"
 
 
-def compile_pipeline(path: Path = COMPILED_PIPELINE) -> Path:
-    """Write the pipeline's IR YAML, ready for the Kubeflow UI or kfp.Client."""
+def compile_pipeline(path: Path = COMPILED_PIPELINE, image: str | None = None) -> Path:
+    """Write the pipeline's IR YAML, ready for the Kubeflow UI or kfp.Client; with `image`,
+    every executor runs that container image instead of the components' default."""
     from kfp import compiler
 
     from pipelines.training import training_pipeline
 
+    if image is not None:
+        check_image(image)
     compiler.Compiler().compile(training_pipeline, str(path))
-    return path
+    return with_image(path, image, path) if image else path
 
 
-def compile_labeling(directory: Path | None = None) -> list[Path]:
-    """Write the labeling pipelines' IR YAMLs (into `directory`, else beside the training's)."""
+def compile_labeling(directory: Path | None = None, image: str | None = None) -> list[Path]:
+    """Write the labeling pipelines' IR YAMLs (into `directory`, else beside the training's),
+    with `image` in every executor when given."""
     from kfp import compiler
 
     from pipelines import labeling
 
+    if image is not None:
+        check_image(image)
     written = []
     for function, default in LABELING_PIPELINES.items():
         path = (directory / default.name) if directory else default
         compiler.Compiler().compile(getattr(labeling, function), str(path))
-        written.append(path)
+        written.append(with_image(path, image, path) if image else path)
     return written
 
 
 def submit(host: str, settings: Settings, params: PipelineParams, experiment: str,
            namespace: str | None = None, *, label_sources: Sequence[object] = (),
-           confirmed_labels: bool = False) -> str:
+           confirmed_labels: bool = False, fresh: bool = False) -> str:
     """Create a run of the compiled pipeline on a Kubeflow Pipelines endpoint; its run id.
+
+    The pipeline is the YAML the package ships, its executors running
+    `settings.component_image` (a copy in a temporary directory when that differs from the
+    shipped image); `fresh` compiles this tree's pipeline into a temporary directory instead.
+    Nothing is written into the package (read-only in the component image).
     With `confirmed_labels` the ingest step adds the confirmed snapshots it finds on the
     cluster's state volume, and the run skips the step cache (its key cannot see them)."""
     import kfp
 
-    if not COMPILED_PIPELINE.exists():
-        compile_pipeline()
-    client = kfp.Client(host=host, namespace=namespace)
-    run = client.create_run_from_pipeline_package(
-        str(COMPILED_PIPELINE), arguments=arguments(settings, params, label_sources,
-                                                    confirmed_labels),
-        experiment_name=experiment, enable_caching=False if confirmed_labels else None)
+    with pipeline_package(settings.component_image,
+                          compile_to=compile_pipeline if fresh else None) as package:
+        client = kfp.Client(host=host, namespace=namespace)
+        run = client.create_run_from_pipeline_package(
+            str(package), arguments=arguments(settings, params, label_sources,
+                                              confirmed_labels),
+            experiment_name=experiment, enable_caching=False if confirmed_labels else None)
     return run.run_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from civicsense.orchestration.compiled import pipeline_package
 from civicsense.orchestration.runner import COMPILED_PIPELINE, compile_pipeline
 from civicsense.settings import Settings
 from civicsense.training.params import PipelineParams
@@ -60,14 +61,17 @@ def recurring_run_arguments(settings: Settings, cron: str, job_name: str,
 
 
 def create_schedule(host: str, settings: Settings, cron: str, job_name: str,
-                    experiment: str, namespace: str | None = None) -> object:
-    """Create a KFP recurring run of the compiled pipeline; returns the V2beta1RecurringRun."""
+                    experiment: str, namespace: str | None = None, *,
+                    fresh: bool = False) -> object:
+    """Create a KFP recurring run of the compiled pipeline (the shipped YAML, its executors
+    running `settings.component_image`; `fresh`: this tree's pipeline compiled into a
+    temporary directory); returns the V2beta1RecurringRun."""
     import kfp
 
     validate_cron(cron)
-    if not COMPILED_PIPELINE.exists():
-        compile_pipeline()
-    client = kfp.Client(host=host, namespace=namespace)
-    experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
-    return client.create_recurring_run(
-        **recurring_run_arguments(settings, cron, job_name, experiment_id))
+    with pipeline_package(settings.component_image,
+                          compile_to=compile_pipeline if fresh else None) as package:
+        client = kfp.Client(host=host, namespace=namespace)
+        experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
+        return client.create_recurring_run(
+            **recurring_run_arguments(settings, cron, job_name, experiment_id, package))

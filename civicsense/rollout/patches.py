@@ -1,13 +1,21 @@
 """The rollout's JSON merge patches for both KServe canary forms, and what they make of an
-InferenceService (pure functions: no cluster, no registry).
+InferenceService (pure functions: no cluster, no registry). Sources: kserve/kserve at v0.20.0.
 
-Serverless (Knative) mode: `spec.predictor.canaryTrafficPercent` splits traffic between the latest
-revision and the previous rolled-out one; promote removes it, rollback sets it to 0.
-Standard (RawDeployment, KServe's default) mode: `spec.canary: [{trafficPercent, predictor}]`, a
-named predictor beside the main one (Deployment `{isvc}-{name}-predictor`); promote makes the
-canary's predictor the main one (same name: no restart) and removes `spec.canary`, rollback
-removes `spec.canary`. KServe's CRD requires `model.name` (the container's name) in a canary
-predictor, so the canary always carries one.
+Serverless (Knative) mode, the real traffic canary: `spec.predictor.canaryTrafficPercent` splits
+the traffic between the latest revision and the previous rolled-out one (reconcilers/knative/
+ksvc_reconciler.go:132-153); promote removes it, rollback sets it to 0.
+Standard (RawDeployment) mode: `spec.canary: [{trafficPercent, predictor}]` runs the challenger
+in a Deployment and Service of its own (`{isvc}-v<N>-predictor`), but at v0.20.0 trafficPercent
+only sets that Deployment's replica count (components/predictor.go:886-895, canaryReplicaCount):
+the ingress and the main predictor's Service, which selects only the main Deployment's pods,
+send it no traffic (reconcilers/ingress/kube_ingress_reconciler.go:248,301-312;
+reconcilers/service/service_reconciler.go:174-182). A Standard canary is replica-only: the
+challenger is up and reachable on its own Service, the endpoint still serves the champion.
+Promote puts the canary's model (storageUri, version env) on the main predictor and removes
+`spec.canary`: the main predictor keeps its name, so its Service keeps its name
+(civicsense.rollout.kserve_names) and no `model.name` reaches `spec.predictor`, which KServe's
+webhook refuses (apis/serving/v1beta1/inference_service_validation.go:296-297); the CRD
+requires `model.name` in `spec.canary[].predictor`, so the canary always carries one.
 """
 
 from __future__ import annotations
@@ -15,12 +23,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from civicsense.rollout.kserve_names import predictor_service_name
 from civicsense.rollout.manifests import merge_patch
 
 STANDARD, SERVERLESS = "standard", "serverless"
 MODES = (STANDARD, SERVERLESS)
 ACTIONS = ("canary", "promote", "rollback")
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+# The annotation's values for each mode: pkg/constants/constants.go:561-567 (Knative is the
+# current name of what was "Serverless", Standard of "RawDeployment").
+MODE_VALUES = {STANDARD: "Standard", SERVERLESS: "Knative"}
 # KServe's own default container name for a predictor's model.
 MODEL_CONTAINER = "kserve-container"
 VERSION_ENV, RUN_ENV = "CIVICSENSE_MODEL_VERSION", "CIVICSENSE_MODEL_RUN_ID"
@@ -86,8 +98,9 @@ def restore_patch(storage_uri: str, version: str, run_id: str) -> dict:
 
 def standard_canary_patch(model_spec: dict, storage_uri: str, version: str, run_id: str,
                           percent: int, name: str | None = None) -> dict:
-    """Standard mode: a named canary predictor beside the main one. Its model is the main one's
-    with the challenger's storageUri and env (and a container name, which the CRD requires)."""
+    """Standard mode: a named canary predictor beside the main one (replica-only at KServe
+    v0.20.0: see the module's docstring). Its model is the main one's with the challenger's
+    storageUri and env (and a container name, which the CRD requires there)."""
     model = {**copy.deepcopy(model_spec), "storageUri": storage_uri,
              "env": version_env(version, run_id)}
     model.setdefault("name", MODEL_CONTAINER)
@@ -107,8 +120,22 @@ def standard_canary_predictor(predictor: dict, model_spec: dict, storage_uri: st
 
 
 def standard_promote_patch(canary_predictor: dict) -> dict:
-    """Standard mode: the canary becomes the main predictor (same name: no restart)."""
-    return {"spec": {"predictor": copy.deepcopy(canary_predictor), "canary": None}}
+    """Standard mode: the main predictor takes the canary's model (storageUri and version env;
+    a rolling update of its own Deployment, under its own name) and `spec.canary` goes. The
+    canary's `model.name` stays behind: KServe refuses it in spec.predictor."""
+    model = canary_predictor.get("model") or {}
+    return {"spec": {"predictor": {"model": {"storageUri": model.get("storageUri"),
+                                             "env": copy.deepcopy(model.get("env") or [])}},
+                     "canary": None}}
+
+
+def standard_canary_warning(isvc_name: str, canary_predictor_name: str, percent: int) -> str:
+    """What a Standard-mode canary does at KServe v0.20.0, said plainly."""
+    return (f"Standard mode is replica-only at KServe v0.20.0: trafficPercent {percent} sets "
+            "the canary's replica count, and the endpoint keeps sending 100% of its traffic "
+            "to the main predictor (0% to the canary). Test the challenger on its own Service, "
+            f"{predictor_service_name(isvc_name, canary_predictor_name)}; for a real traffic "
+            "split run the InferenceService in Knative mode and use --mode serverless.")
 
 
 def standard_rollback_patch() -> dict:
@@ -157,8 +184,10 @@ def canary_patch_for(isvc: dict, mode: str, storage_uri: str, version: str, run_
     predictor = predictor_of(isvc)
     canary = standard_canary_predictor(predictor, predictor.get("model") or {}, storage_uri,
                                        version, run_id)
-    if canary["name"] == predictor.get("name"):  # main renamed by an earlier promotion, then
-        canary["name"] += "-canary"              # rolled back to another version: names differ
+    # KServe refuses a canary named like the main predictor (inference_service_validation.go:
+    # 212-214); the rollout never names the main one, but a hand-made object may.
+    if canary["name"] == predictor.get("name"):
+        canary["name"] += "-canary"
     return {"spec": {"canary": [{"trafficPercent": check_percent(percent),
                                  "predictor": canary}]}}
 
@@ -210,7 +239,7 @@ def patched_inference_service(base: dict, action: str, mode: str, **kwargs: Any)
                                            if k in EXAMPLE_CHALLENGER}}
     obj = copy.deepcopy(base)
     obj.setdefault("metadata", {}).setdefault("annotations", {})[MODE_ANNOTATION] = (
-        "Standard" if mode == STANDARD else "Serverless")
+        MODE_VALUES[mode])
     if action == "rollback" and "previous_uri" in kwargs and not canary_in_progress(obj, mode):
         return merge_patch(obj, restore_patch_for(
             mode, kwargs["previous_uri"], str(kwargs.get("previous_version", "1")),

@@ -34,7 +34,11 @@ Log = Callable[[str], None]
 # Opening a client already reads the registry (a SQLite store checks its tables): opened late,
 # inside the step that needs it, so an outage is reported as one, with the intent kept.
 OpenClient = Callable[[], MlflowClient]
-LIVE_MODES = {"serverless": SERVERLESS, "standard": STANDARD, "rawdeployment": STANDARD}
+# status.deploymentMode and the annotation, lower-cased: KServe >= 0.16 records "Knative" and
+# "Standard"; "Serverless" and "RawDeployment" are their deprecated names, still accepted
+# (kserve v0.20.0 pkg/constants/constants.go:561-567, ParseDeploymentMode :571-587).
+LIVE_MODES = {"knative": SERVERLESS, "serverless": SERVERLESS, "standard": STANDARD,
+              "rawdeployment": STANDARD}
 
 
 class RegistryUnavailable(RolloutError):
@@ -85,12 +89,14 @@ def traffic_split(isvc: dict, mode: str, known: dict[str, Version | None]) -> li
             return [latest]
         return [{"role": "previous rolled-out revision", "version": None,
                  "percent": 100 - percent}, {**latest, "percent": percent}]
-    canaries = [{"role": f"canary {c['predictor'].get('name')}",
+    # KServe v0.20.0 routes a Standard canary no traffic: its trafficPercent sizes its replicas
+    # (components/predictor.go:886-895); the ingress sends everything to the main predictor.
+    canaries = [{"role": f"canary {c['predictor'].get('name')} (replica-only)",
                  "version": served_version(c["predictor"].get("model") or {}, known),
-                 "percent": c.get("trafficPercent", 0)} for c in canaries_of(isvc)]
-    rest = 100 - sum(c["percent"] for c in canaries)
+                 "percent": 0, "trafficPercent": c.get("trafficPercent", 0)}
+                for c in canaries_of(isvc)]
     return [{"role": f"predictor {predictor.get('name') or '(default)'}", "version": main,
-             "percent": rest}, *canaries]
+             "percent": 100}, *canaries]
 
 
 def reported_traffic(isvc: dict) -> list:

@@ -1,8 +1,10 @@
 """Canary rollout of the registered model on the KServe InferenceService, with the MLflow aliases
-moved in step: canary, promote and rollback, in Standard (`spec.canary`) or Serverless
-(`canaryTrafficPercent`) mode.
+moved in step: canary, promote and rollback, in Serverless/Knative mode (`canaryTrafficPercent`:
+a real traffic split) or Standard mode (`spec.canary`: replica-only at KServe v0.20.0, the
+challenger beside the champion with none of the endpoint's traffic; patches.py says why).
 
-Each verb checks the live object and the registry, writes its intent (journal + annotation)
+Each verb checks the live object and the registry, refuses what KServe's admission webhook would
+refuse (civicsense.rollout.admission), writes its intent (journal + annotation)
 before changing anything, then finishes it with the same idempotent code `reconcile` runs: the
 cluster patch first, the alias moves second. An interruption anywhere leaves an intent that
 `civicsense rollout reconcile` (or the next verb) completes. Patches: patches.py.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
+from civicsense.rollout.admission import admission_problems
 from civicsense.rollout.cluster import (
     RESOURCE,
     Cluster,
@@ -20,6 +23,7 @@ from civicsense.rollout.cluster import (
     kubectl_command,
 )
 from civicsense.rollout.intent import INTENT_ANNOTATION, Intent, Journal
+from civicsense.rollout.manifests import merge_patch
 from civicsense.rollout.patches import (
     MODE_ANNOTATION,
     MODES,
@@ -37,6 +41,7 @@ from civicsense.rollout.patches import (
     restore_patch_for,
     rollback_patch,
     standard_canary_patch,
+    standard_canary_warning,
     standard_promote_patch,
     standard_rollback_patch,
     version_env,
@@ -102,8 +107,12 @@ class _Run:
                                "first")
         return isvc, registry_versions(self.client, self.name)
 
-    def carry_out(self, action: str, mode: str, patch: dict, aliases: dict, summary: str,
-                  dry_run: bool, **extra) -> dict:
+    def carry_out(self, live: dict, action: str, mode: str, patch: dict, aliases: dict,
+                  summary: str, dry_run: bool, **extra) -> dict:
+        refused = admission_problems(merge_patch(live, patch), old=live)
+        if refused:
+            raise RolloutError(f"KServe's admission webhook would refuse the {action} patch: "
+                               + "; ".join(refused))
         plan = {"verb": action, "inferenceservice": self.name, "namespace": self.namespace,
                 "mode": mode, "summary": summary, "patch_type": "merge", "patch": patch,
                 "kubectl": kubectl_command(self.name, self.namespace, patch,
@@ -144,9 +153,14 @@ def canary(settings: Settings, percent: int = 10, mode: str = "standard", dry_ru
                                "champion")
         patch = canary_patch_for(isvc, mode, cluster_uri(challenger, CHALLENGER),
                                  challenger.number, challenger.run_id, percent)
-        return run.carry_out("canary", mode, patch, {}, f"version {challenger.number} at "
-                             f"{percent}%", dry_run, challenger=challenger.number,
-                             champion=_number(champion))
+        extra, summary = {}, f"version {challenger.number} at {percent}%"
+        if mode != SERVERLESS:
+            name = patch["spec"]["canary"][0]["predictor"]["name"]
+            extra["warning"] = standard_canary_warning(run.name, name, percent)
+            summary = f"version {challenger.number} beside the champion (replica-only, 0%)"
+            log(f"warning: {extra['warning']}")
+        return run.carry_out(isvc, "canary", mode, patch, {}, summary, dry_run,
+                             challenger=challenger.number, champion=_number(champion), **extra)
 
 
 def _declares_mode(isvc: dict) -> bool:
@@ -180,7 +194,7 @@ def promote(settings: Settings, dry_run: bool = False, cluster: Cluster | None =
                                "canary` first")
         moves = {PREVIOUS: _number(champion) or _number(known[PREVIOUS]),
                  CHAMPION: challenger.number, CHALLENGER: None}
-        return run.carry_out("promote", mode, patch, moves, f"version {challenger.number} "
+        return run.carry_out(isvc, "promote", mode, patch, moves, f"version {challenger.number} "
                              "takes all traffic", dry_run, challenger=challenger.number,
                              champion=_number(champion))
 
@@ -195,7 +209,7 @@ def rollback(settings: Settings, dry_run: bool = False, cluster: Cluster | None 
         mode = live_mode(isvc)
         champion, previous = known[CHAMPION], known[PREVIOUS]
         if canary_in_progress(isvc, mode):
-            return run.carry_out("rollback", mode, abort_patch_for(mode), {},
+            return run.carry_out(isvc, "rollback", mode, abort_patch_for(mode), {},
                                  f"canary off, champion {_number(champion)} takes all traffic",
                                  dry_run, champion=_number(champion))
         if mode == SERVERLESS and predictor_of(isvc).get("canaryTrafficPercent") == 0:
@@ -207,7 +221,7 @@ def rollback(settings: Settings, dry_run: bool = False, cluster: Cluster | None 
         patch = restore_patch_for(mode, cluster_uri(previous, PREVIOUS), previous.number,
                                   previous.run_id)
         moves = {CHAMPION: previous.number, PREVIOUS: None, CHALLENGER: None}
-        return run.carry_out("rollback", mode, patch, moves, f"version {previous.number} "
+        return run.carry_out(isvc, "rollback", mode, patch, moves, f"version {previous.number} "
                              f"back with all traffic (was {_number(champion)})", dry_run,
                              champion=_number(champion), previous=previous.number)
 

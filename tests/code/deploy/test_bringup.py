@@ -52,13 +52,15 @@ def test_up_installs_the_pinned_versions_in_an_order_that_works(tmp_path):
     text = "\n".join(lines(steps))
     for pinned in (versions.KIND_NODE_IMAGE, f"cert-manager/releases/download/"
                    f"{versions.CERT_MANAGER_VERSION}/",
-                   f"oci://ghcr.io/kserve/charts/kserve --version {versions.KSERVE_VERSION}",
-                   f"?ref={versions.KFP_VERSION}"):
+                   f"oci://ghcr.io/kserve/charts/kserve-resources --version "
+                   f"{versions.KSERVE_VERSION}",
+                   f"cluster-scoped-resources?ref={versions.KFP_VERSION}",
+                   f"env/platform-agnostic?ref={versions.KFP_VERSION}"):
         assert pinned in text
     apply = index_of(steps, "apply --server-side --field-manager=civicsense")
     assert isinstance(steps[apply - 1], Render)   # validated right before it is applied
     assert index_of(steps, "charts/kserve-crd") < apply   # the CRDs of our KServe objects
-    assert index_of(steps, "env/dev") < apply   # the kubeflow namespace our Role lives in
+    assert index_of(steps, "env/platform-agnostic") < apply   # the kubeflow namespace of our Role
     assert index_of(steps, "kind load docker-image civicsense-serving:0.1.0-abc1234") < apply
     assert index_of(steps, "pipeline create") < index_of(steps, "schedule create")
     assert all(step.argv[:3] == ("kubectl", "--context", "kind-civicsense")
@@ -172,8 +174,8 @@ def test_the_cli_checks_and_renders(tmp_path, monkeypatch):
     monkeypatch.setenv("CIVICSENSE_HOME", str(tmp_path / "home"))
     result = CliRunner().invoke(app, ["deploy", "check", "--overlay", "gke"])
     assert result.exit_code == 0, result.output
-    assert "ok   overlay gke: InferenceService/civicsense/civicsense-sentiment (kserve CRD)" in (
-        result.output)
+    assert ("ok   overlay gke: InferenceService/civicsense/civicsense-sentiment (kserve CRD + "
+            "KServe webhooks)") in result.output
     (tmp_path / "t").write_text("b" * 40)
     result = CliRunner().invoke(app, ["deploy", "render", "local", "--sink-token-file",
                                       str(tmp_path / "t"), "-o", str(tmp_path / "out.yaml")])

@@ -75,7 +75,9 @@ def test_every_rollout_object_passes_kserves_schema(rendered, find, crd_cache, o
     canary, = standard["spec"]["canary"]
     assert canary["trafficPercent"] == 10 and canary["predictor"]["model"]["name"]
     assert "canary" not in objects["standard rollback"]["spec"]
-    assert objects["standard promote"]["spec"]["predictor"]["name"] == "v2"
+    promoted = objects["standard promote"]["spec"]["predictor"]
+    assert "name" not in promoted and "name" not in promoted["model"]   # KServe's webhook
+    assert promoted["model"]["storageUri"] == canary["predictor"]["model"]["storageUri"]
     assert serverless["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert "canaryTrafficPercent" not in objects["serverless promote"]["spec"]["predictor"]
     assert objects["serverless rollback"]["spec"]["predictor"]["canaryTrafficPercent"] == 0
@@ -100,5 +102,7 @@ def test_check_manifests_covers_every_overlay_the_examples_and_kfp(crd_cache):
             "manifests/kfp/recurring-run.json",
             "manifests/examples/canary/standard-canary.yaml",
             "pipelines/civicsense_label_export.yaml", "pipelines/civicsense_label_import.yaml",
-            "manifests/kfp/label-export-recurring-run.json"} <= sources
+            "manifests/kfp/label-export-recurring-run.json", "the bring-up and the docs"} <= sources
     assert len(report.checked) >= 60
+    isvcs = [schema for _, name, schema in report.checked if "InferenceService/" in name]
+    assert len(isvcs) == 16 and set(isvcs) == {"kserve CRD + KServe webhooks"}

@@ -136,7 +136,9 @@ def test_local_talks_to_the_in_cluster_emulator_and_gke_to_real_storage(rendered
     assert local["STORAGE_EMULATOR_HOST"].startswith("http://object-storage.civicsense.svc")
     assert "STORAGE_EMULATOR_HOST" not in gke
     isvc = find(rendered["gke"], "InferenceService", "civicsense-sentiment")
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    # Knative: the current name of the mode ("Serverless" is deprecated, KServe v0.20.0
+    # pkg/constants/constants.go:562-563).
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
     local_isvc = find(rendered["local"], "InferenceService", "civicsense-sentiment")
     assert local_isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == (
         "Standard")

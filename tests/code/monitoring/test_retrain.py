@@ -133,3 +133,50 @@ def test_a_cluster_retraining_run_asks_ingest_for_the_confirmed_labels(kfp_api, 
     assert parameters["confirmed_labels"] is True and parameters["label_sources"] == []
     tasks = body["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
     assert not tasks["ingest-op"].get("cachingOptions", {}).get("enableCache")
+
+
+def test_a_cluster_retraining_run_submits_the_shipped_yaml_from_a_read_only_package(
+        kfp_api, tmp_path, monkeypatch):
+    """As in the monitor's container: the `pipelines` package read-only, nothing compiled; the
+    run carries the monitor's component image, and nothing is written into the package."""
+    import shutil
+    import stat
+    import sys
+
+    import kfp.compiler
+    import yaml
+
+    from civicsense.orchestration import compiled
+    from civicsense.settings import PROJECT_ROOT
+
+    host, calls = kfp_api
+    package = tmp_path / "site" / "ro_pipelines"
+    package.mkdir(parents=True)
+    for name in ("__init__.py", compiled.TRAINING):
+        shutil.copy2(PROJECT_ROOT / "pipelines" / name, package / name)
+        (package / name).chmod(stat.S_IRUSR)
+    package.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.setattr(compiled, "PACKAGE", "ro_pipelines")
+    monkeypatch.setattr(kfp.compiler.Compiler, "compile", lambda *a, **k: pytest.fail("compiled"))
+    before = {p.name: p.stat().st_mtime_ns for p in (package, *package.iterdir())}
+    (tmp_path / "data.csv").write_text("text,label\nok,positive\n")
+    image = "civicsense-components:0.1.0-abc1234"
+    settings = Settings(home=tmp_path / "home", data=str(tmp_path / "data.csv"), kfp_host=host,
+                        component_image=image)
+    try:
+        decision = maybe_retrain(settings, True, 0.9, "1")
+    finally:
+        package.chmod(stat.S_IRWXU)
+    assert decision["decision"] == "triggered" and decision["run"]["image"] == image
+    assert {p.name: p.stat().st_mtime_ns for p in (package, *package.iterdir())} == before
+    spec = next(body for method, path, body in calls
+                if method == "POST" and "/runs" in path)["pipeline_spec"]["pipeline_spec"]
+    shipped = next(yaml.safe_load_all((package / compiled.TRAINING).read_text()))
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {image}
+    # (the root DAG differs: the run turns the step cache off for the confirmed labels)
+    assert spec["components"] == shipped["components"]
+    assert spec["deploymentSpec"]["executors"].keys() == shipped["deploymentSpec"][
+        "executors"].keys()

@@ -120,6 +120,21 @@ def test_standard_mode_patches_make_the_spec_canary_variant():
     parse_manifest(patched)
     promoted = merge_patch(variant, standard_promote_patch(canary["predictor"]))
     assert "canary" not in promoted["spec"]
-    assert promoted["spec"]["predictor"]["name"] == "challenger"
+    # The main predictor takes the canary's model but keeps its own (absent) name, and the
+    # canary's model.name stays behind: KServe's webhook refuses it in spec.predictor.
+    assert "name" not in promoted["spec"]["predictor"]
+    assert "name" not in promoted["spec"]["predictor"]["model"]
+    assert promoted["spec"]["predictor"]["model"]["storageUri"] == (
+        canary["predictor"]["model"]["storageUri"])
     assert merge_patch(variant, standard_rollback_patch())["spec"].get("canary") is None
     parse_manifest(promoted)
+
+
+def test_the_examples_are_what_the_rollout_makes_of_the_base():
+    from civicsense.rollout.patches import patched_inference_service
+
+    base = docs(BASE / "serving" / "inferenceservice.yaml")[0]
+    for mode, name in (("standard", "standard-canary.yaml"),
+                       ("serverless", "serverless-canary.yaml")):
+        assert docs(EXAMPLES / "canary" / name)[0] == patched_inference_service(
+            base, "canary", mode)

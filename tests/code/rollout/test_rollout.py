@@ -13,7 +13,9 @@ from test_rollout_kubectl import URI, make_registry, make_standin, serving_isvc
 from typer.testing import CliRunner
 
 from civicsense.cli.app import app
+from civicsense.rollout.admission import admission_problems
 from civicsense.rollout.intent import Journal
+from civicsense.rollout.kserve_names import predictor_services
 from civicsense.rollout.verbs import (
     INTENT_ANNOTATION,
     RolloutError,
@@ -79,7 +81,9 @@ def test_every_patched_object_is_valid_for_kserves_crd(crd_validator, action, mo
     patched = patched_inference_service(base, action, mode, storage_uri=URI["2"], version="2",
                                         run_id="r2", percent=10)
     assert errors(crd_validator, patched) == []
+    assert admission_problems(patched, old=base) == []
     spec = patched["spec"]
+    assert "name" not in spec["predictor"]["model"]   # KServe's webhook refuses it there
     if mode == "standard":
         expected_main = {"canary": "1", "promote": "2", "rollback": "1"}[action]
         assert spec["predictor"]["model"]["env"][0]["value"] == expected_main
@@ -92,8 +96,9 @@ def test_every_patched_object_is_valid_for_kserves_crd(crd_validator, action, mo
             assert entry["predictor"]["serviceAccountName"] == "civicsense-serving"
         else:
             assert "canary" not in spec
-        if action == "promote":
-            assert spec["predictor"]["name"] == "v2" and spec["predictor"]["maxReplicas"] == 4
+        if action == "promote":   # the canary's model, under the main predictor's own name
+            assert "name" not in spec["predictor"] and spec["predictor"]["maxReplicas"] == 4
+            assert spec["predictor"]["model"]["storageUri"] == URI["2"]
     else:
         assert spec["predictor"].get("canaryTrafficPercent") == {
             "canary": 10, "promote": None, "rollback": 0}[action]
@@ -146,8 +151,11 @@ def test_canary_promote_then_rollback_keep_traffic_and_aliases_together(
     assert patches[-1] == {"metadata": {"annotations": {INTENT_ANNOTATION: None}}}
     report = rollout_status(settings, cluster=cluster, client=client)
     assert report["agree"], report["problems"]
-    assert [t["percent"] for t in report["traffic"]] == [90, 10]
+    # Knative splits the traffic; a Standard canary gets replicas and 0% (KServe v0.20.0).
+    assert [t["percent"] for t in report["traffic"]] == (
+        [90, 10] if mode == "serverless" else [100, 0])
     assert report["traffic"][1]["version"] == "2"
+    assert ("warning" in plan) == (mode == "standard")
 
     promote(settings, cluster=cluster, client=client)
     assert alias_snapshot(client, NAME) == {CHAMPION: "2", CHALLENGER: None, PREVIOUS: "1"}
@@ -248,8 +256,9 @@ def test_cli_drives_both_canary_forms_and_status(registry, tmp_path, monkeypatch
     standin = make_standin(tmp_path / "kubectl", serving_isvc("standard"), monkeypatch)
     dry = cli(["canary", "--percent", "10", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    plan = json.loads(dry.output)
+    plan = json.loads(dry.stdout)   # the warning goes to stderr
     assert plan["mode"] == "standard" and not plan["applied"]
+    assert "warning: Standard mode is replica-only" in dry.stderr
     assert plan["patch"]["spec"]["canary"][0]["predictor"]["model"]["storageUri"] == URI["2"]
     assert cli(["canary", "--mode", "serverless"]).exit_code == 1
     assert cli(["canary", "--mode", "knative"]).exit_code == 2
@@ -258,14 +267,15 @@ def test_cli_drives_both_canary_forms_and_status(registry, tmp_path, monkeypatch
     assert done.exit_code == 0, done.output
     shown = cli(["status"])
     assert shown.exit_code == 0, shown.output
-    assert "predictor v1: version 1 80% | canary v2: version 2 20%" in shown.output
+    assert ("predictor (default): version 1 100% | canary v2 (replica-only): version 2 0%"
+            in shown.output)
     assert "champion=1 challenger=2 previous=-" in shown.output and "agree: yes" in shown.output
     # Someone moves champion by hand: status says so, exit 1.
     _, client = registry
     client.set_registered_model_alias(NAME, CHAMPION, "3")
     shown = cli(["status", "--json"])
     assert shown.exit_code == 1
-    assert json.loads(shown.output)["problems"] == [
+    assert json.loads(shown.stdout)["problems"] == [
         "the main predictor serves version 1 but 'champion' is 3"]
     client.set_registered_model_alias(NAME, CHAMPION, "1")
     standin.set_isvc(serving_isvc("serverless"))
@@ -296,16 +306,27 @@ def test_serve_without_a_registered_model_fails_clearly(tmp_path, monkeypatch):
 
 
 
-def test_a_version_rolled_back_from_can_be_canaried_again(crd_validator):
-    """After promote 2 then rollback to 1, the main predictor is still named v2: the next
-    canary of version 2 needs another name (two predictors of one name are one Deployment)."""
-    promoted = patched_inference_service(serving_isvc("standard"), "promote", "standard")
-    back = patched_inference_service(promoted, "rollback", "standard", previous_uri=URI["1"],
-                                     previous_version="1")
-    again = patched_inference_service(back, "canary", "standard", storage_uri=URI["2"])
-    assert again["spec"]["predictor"]["name"] == "v2"
+def test_a_canary_never_shares_the_main_predictors_name(crd_validator):
+    """KServe refuses a canary named like the stable predictor (validation.go:212-214): an
+    object whose main predictor is named v2 (by hand) gets a canary of version 2 named
+    v2-canary."""
+    named = serving_isvc("standard")
+    named["spec"]["predictor"]["name"] = "v2"
+    again = patched_inference_service(named, "canary", "standard", storage_uri=URI["2"])
     assert again["spec"]["canary"][0]["predictor"]["name"] == "v2-canary"
-    assert errors(crd_validator, again) == []
+    assert errors(crd_validator, again) == [] and admission_problems(again, old=named) == []
+
+
+def test_the_main_service_keeps_its_name_through_every_step():
+    """What the bring-up's port-forward and the extension's docs rely on."""
+    base = serving_isvc("standard")
+    canaried = patched_inference_service(base, "canary", "standard")
+    promoted = patched_inference_service(base, "promote", "standard")
+    back = patched_inference_service(promoted, "rollback", "standard", previous_uri=URI["1"])
+    assert predictor_services(canaried) == {"main": f"{NAME}-predictor",
+                                            "canary v2": f"{NAME}-v2-predictor"}
+    for obj in (base, promoted, back):
+        assert predictor_services(obj) == {"main": f"{NAME}-predictor"}
 
 
 def test_the_journal_survives_a_torn_last_line(tmp_path):

@@ -77,8 +77,11 @@ def assert_reconciled(client, standin) -> None:
 
 @pytest.mark.parametrize("signal_name, exit_code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_signal_between_the_cluster_patch_and_the_alias_moves(canary_running, signal_name,
-                                                                 exit_code):
+                                                                 exit_code, monkeypatch):
     settings, client, standin = canary_running
+    # The signal ends the patch, not a timeout: on a loaded machine the stand-in kubectl may
+    # take longer than the fixture's short timeout just to start.
+    monkeypatch.setenv("CIVICSENSE_KUBECTL_TIMEOUT", "120")
     standin.fail_next_spec_patch(do="signal", signal=signal_name)
     stopped = rollout("promote")
     assert stopped.returncode == exit_code, stopped.stderr

@@ -193,14 +193,13 @@ def make_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def serving_isvc(mode: str, version: str = "1") -> dict:
-    """The InferenceService as deployed: the predictor on `version`, in `mode`."""
-    isvc = base_isvc("Standard" if mode == "standard" else "Serverless")
+    """The InferenceService as deployed: the predictor on `version`, in `mode` (the annotation
+    as KServe's defaulter leaves it: Standard or Knative). No predictor name and no model name,
+    as in manifests/base (KServe's webhook refuses a model name in spec.predictor)."""
+    isvc = base_isvc("Standard" if mode == "standard" else "Knative")
     predictor = isvc["spec"]["predictor"]
     predictor.update(serviceAccountName="civicsense-serving", minReplicas=1, maxReplicas=4)
-    if mode == "standard":
-        predictor["name"] = f"v{version}"
-    predictor["model"].update(name="kserve-container", runtime="civicsense-mlflow",
-                              storageUri=URI[version], env=[
-                                  {"name": "CIVICSENSE_MODEL_VERSION", "value": version},
-                                  {"name": "CIVICSENSE_MODEL_RUN_ID", "value": "none"}])
+    predictor["model"].update(runtime="civicsense-mlflow", storageUri=URI[version], env=[
+        {"name": "CIVICSENSE_MODEL_VERSION", "value": version},
+        {"name": "CIVICSENSE_MODEL_RUN_ID", "value": "none"}])
     return isvc
