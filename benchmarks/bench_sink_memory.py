@@ -39,9 +39,10 @@ def free_port() -> int:
 
 def post(url: str, body: bytes, event_id: str, token: str | None = TOKEN) -> str:
     headers = {"ce-id": event_id, "ce-type": REQUEST_TYPE, "content-type": "application/json"}
-    query = f"?token={token}" if token else ""
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        return str(requests.post(f"{url}/events{query}", data=body, headers=headers,
+        return str(requests.post(f"{url}/events", data=body, headers=headers,
                                  timeout=30).status_code)
     except requests.Timeout:
         return "hang"

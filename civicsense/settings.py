@@ -114,9 +114,9 @@ class Settings(BaseSettings):
                                            "window's log lines that must be valid records; "
                                            "below it the window fails (invalid lines are "
                                            "skipped and counted).")
-    sink_token: SecretStr | None = Field(default=None, description="Shared token the KServe "
-                                         "logger sends the sink (`?token=` in logger.url, or "
-                                         "`Authorization: Bearer`); events without it get 401.")
+    sink_token: SecretStr | None = Field(default=None, description="Shared token the sink "
+                                         "expects as `Authorization: Bearer` (never in a URL); "
+                                         "events without it get 401.")
     sink_max_body_bytes: int | None = Field(default=None, ge=1, description="Largest event "
                                             "body the sink reads (413 above it) [default: "
                                             "the server's body limit + 64 KiB].")

@@ -119,7 +119,8 @@ def sink_command(
     """Receive KServe logger CloudEvents on POST /events into the inference log, and the
     model servers' forwarded feedback on POST /feedback into the feedback log.
 
-    Events must carry CIVICSENSE_SINK_TOKEN (`?token=` or `Authorization: Bearer`)."""
+    Events carry CIVICSENSE_SINK_TOKEN as `Authorization: Bearer` (never `?token=`), or come
+    from an allowed InferenceService's logger (CIVICSENSE_SINK_LOGGER_SOURCES)."""
     import uvicorn
 
     from civicsense.monitoring.sink import create_app

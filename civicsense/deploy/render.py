@@ -13,13 +13,13 @@ from pathlib import Path
 
 import yaml
 
+from civicsense.monitoring.sink_auth import TOKEN_PLACEHOLDER
 from civicsense.settings import PROJECT_ROOT
 
 MANIFESTS = PROJECT_ROOT / "manifests"
 OVERLAYS = MANIFESTS / "overlays"
 # The names base/ uses for the two images; every overlay's `images:` maps them.
 COMPONENT_IMAGE, SERVING_IMAGE = "civicsense-components", "civicsense-serving"
-TOKEN_PLACEHOLDER = "REPLACE_WITH_SINK_TOKEN"
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{32,256}")
 
 
@@ -69,7 +69,7 @@ def set_images(kustomization: Path, images: dict[str, ImageRef]) -> None:
 
 
 def fill_token(node: object, token: str) -> object:
-    """Every occurrence of the placeholder (the Secret, the logger URLs) becomes the token."""
+    """Every occurrence of the placeholder (the Secret's) becomes the token."""
     if isinstance(node, dict):
         return {key: fill_token(value, token) for key, value in node.items()}
     if isinstance(node, list):

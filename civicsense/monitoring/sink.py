@@ -8,9 +8,12 @@ headers (`ce-id`, `ce-type` = org.kubeflow.serving.inference.request|response, `
 `ce-inferenceservicename`, …); request and response share `ce-id`. Structured mode
 (`application/cloudevents+json`) is accepted too. V1 and V2 bodies are both understood.
 
-Trust and cost (issue 12): with `CIVICSENSE_SINK_TOKEN` set, an event must carry the token —
-`?token=…` in the logger URL (KServe's `logger.url` is a plain URL and the logger sends no
-headers of its own) or `Authorization: Bearer …` — else 401, counted, never written. A body
+Trust and cost: with `CIVICSENSE_SINK_TOKEN` set, an event must carry
+`Authorization: Bearer <token>` or be a binary CloudEvent from an InferenceService listed in
+`CIVICSENSE_SINK_LOGGER_SOURCES` (KServe's logger sends no headers of its own; a NetworkPolicy
+lets only that InferenceService's pods reach the sink: civicsense.monitoring.sink_auth); a token
+in the URL (`?token=`) is refused. Else 401, counted, never written. The sink will not start
+with the manifests' placeholder token or an empty one. A body
 over `sink_body_limit` is a 413 (read no further), one not received within
 `sink_body_timeout` a 408; unmatched halves are held within
 `sink_pending_bytes`, the oldest dropped and counted beyond it. Every unusable event is a 202
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import logging
 import math
 import threading
@@ -39,6 +41,13 @@ from starlette.requests import ClientDisconnect
 
 from civicsense import LABELS
 from civicsense.monitoring.inference_log import InferenceLogger
+from civicsense.monitoring.sink_auth import (
+    bearer_ok,
+    check_token,
+    from_allowed_logger,
+    logger_sources,
+    token_in_url,
+)
 from civicsense.monitoring.sink_feedback import install_sink_feedback
 from civicsense.settings import Settings
 
@@ -203,18 +212,14 @@ class Pairing:
             return None
 
 
-def authorized(request: Request, token: str | None) -> bool:
-    """True without a configured token; else the token must come as `?token=` or as
-    `Authorization: Bearer` (compared in constant time)."""
-    if token is None:
-        return True
-    expected = token.encode()
-    given = request.query_params.get("token")
-    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-    candidates = [given] if given is not None else []
-    if scheme.lower() == "bearer":
-        candidates.append(credential.strip())
-    return any(hmac.compare_digest(c.encode(), expected) for c in candidates)
+def refused(request: Request, token: str | None, sources) -> str | None:
+    """Why an event is refused (None: accepted): a token in its URL, or neither the Bearer
+    token nor an allowed logger's CloudEvent attributes."""
+    if token_in_url(request):
+        return "the sink token never goes in a URL: send Authorization: Bearer"
+    if bearer_ok(request, token) or from_allowed_logger(request.headers, sources):
+        return None
+    return "missing or wrong sink token"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -237,7 +242,10 @@ def create_app(settings: Settings, writer: InferenceLogger | None = None):
     app = FastAPI(title="CivicSense inference-log sink")
     writer = writer or InferenceLogger(settings.inference_log, settings, source="sink")
     pairing = Pairing(settings.sink_pending_bytes)
-    token = settings.sink_token.get_secret_value() if settings.sink_token else None
+    token = (settings.sink_token.get_secret_value() if settings.sink_token is not None
+             else None)
+    check_token(token)  # never the manifests' placeholder, never empty
+    sources = logger_sources()
     limit = settings.sink_body_limit
     counts = {"events": 0, "pairs": 0, "records": 0, "bad": 0, "unauthorized": 0,
               "too_large": 0, "slow": 0}
@@ -252,11 +260,12 @@ def create_app(settings: Settings, writer: InferenceLogger | None = None):
     @app.post("/", status_code=202, include_in_schema=False)
     async def events(request: Request):
         counts["events"] += 1
-        if not authorized(request, token):
+        reason = refused(request, token, sources)
+        if reason:
             counts["unauthorized"] += 1
-            log.warning("sink: event without a valid token from %s dropped",
-                        request.client.host if request.client else "?")
-            return JSONResponse({"error": "missing or wrong sink token"}, status_code=401,
+            log.warning("sink: event from %s dropped: %s",
+                        request.client.host if request.client else "?", reason)
+            return JSONResponse({"error": reason}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         try:
             async with asyncio.timeout(settings.sink_body_timeout):
@@ -287,7 +296,8 @@ def create_app(settings: Settings, writer: InferenceLogger | None = None):
         return {"accepted": True}
 
     # POST /feedback: what the model servers forward of readers' "Wrong?" (sink_feedback.py).
-    install_sink_feedback(app, settings, lambda request: authorized(request, token),
+    install_sink_feedback(app, settings,
+                          lambda request: not token_in_url(request) and bearer_ok(request, token),
                           read_body, TooLarge)
 
     @app.get("/healthz")
@@ -298,6 +308,7 @@ def create_app(settings: Settings, writer: InferenceLogger | None = None):
     async def stats():
         return {**counts, "unpaired": pairing.unpaired, "pending": len(pairing.pending),
                 "pending_bytes": pairing.bytes, "auth": token is not None,
+                "logger_sources": len(sources),
                 "logged": writer.stats.logged, "failed": writer.stats.failed,
                 "dropped": writer.stats.dropped, **app.state.feedback_counts}
 

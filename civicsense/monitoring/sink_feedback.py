@@ -1,6 +1,6 @@
 """The sink's `POST /feedback`: on the cluster the model server forwards each feedback it
-accepted here (with the sink token, as KServe's logger sends the payload log here), and the
-sink writes the feedback log to GCS. Same checks and limits as the server's route
+accepted here (with the sink token as `Authorization: Bearer`, never in the URL), and the sink
+writes the feedback log to GCS. Same checks and limits as the server's route
 (civicsense.monitoring.feedback_intake); one replica, so its limits are cluster-wide.
 """
 

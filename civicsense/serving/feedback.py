@@ -25,6 +25,7 @@ from civicsense.monitoring.feedback_intake import (
     peer_address,
 )
 from civicsense.monitoring.feedback_log import write_feedback
+from civicsense.monitoring.sink_auth import check_token
 from civicsense.serving.http import log_client_error
 from civicsense.settings import Settings
 
@@ -86,7 +87,10 @@ class FeedbackWriter:
 
 def install_feedback_route(app, models, settings: Settings) -> None:
     """Add `POST /v1/models/{name}/feedback` to KServe's app; `models` is the server's model
-    repository (404 for a name it does not serve)."""
+    repository (404 for a name it does not serve). Forwarding to the sink with the manifests'
+    placeholder token (or an empty one) stops the server at start (SinkConfigError)."""
+    if settings.feedback_forward_url and settings.sink_token is not None:
+        check_token(settings.sink_token.get_secret_value())
     limits = FeedbackLimits(settings)
     writer = FeedbackWriter(settings)
     body_limit = feedback_body_limit(settings.max_text_chars)

@@ -22,11 +22,12 @@ def post_json(url: str, body: dict, headers: dict | None = None) -> dict:
 
 def post_event(sink_url: str, event_id: str, kind: str, body: dict, token: str) -> dict:
     """One KServe logger CloudEvent (binary mode), as the logger agent posts it to its
-    `logger.url` (which carries the sink's token as `?token=`)."""
+    `logger.url`, with the sink's token as `Authorization: Bearer` (never in the URL)."""
     headers = {"ce-specversion": "1.0", "ce-source": "http://localhost:9081/",
                "ce-inferenceservicename": "civicsense-sentiment", "ce-id": event_id,
-               "ce-type": REQUEST_TYPE if kind == "request" else RESPONSE_TYPE}
-    return post_json(f"{sink_url}/events?token={token}", body, headers)
+               "ce-type": REQUEST_TYPE if kind == "request" else RESPONSE_TYPE,
+               "Authorization": f"Bearer {token}"}
+    return post_json(f"{sink_url}/events", body, headers)
 
 
 def manifest_container(kind: str, name: str) -> dict:

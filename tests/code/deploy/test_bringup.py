@@ -118,7 +118,7 @@ def test_a_real_run_writes_the_token_renders_with_it_and_stops_at_the_first_fail
         run_plan(steps, tmp_path / "crds", echo=lambda _: None)
     assert not (tmp_path / "ran").exists()
     assert oct(token.stat().st_mode)[-3:] == "600" and len(token.read_text()) == 64
-    assert f"token={token.read_text()}" in (cfg.workdir / "local.yaml").read_text()
+    assert f"token: {token.read_text()}" in (cfg.workdir / "local.yaml").read_text()
 
 
 def test_background_steps_wait_for_their_port_and_end_with_the_plan(tmp_path):
@@ -180,7 +180,8 @@ def test_the_cli_checks_and_renders(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["deploy", "render", "local", "--sink-token-file",
                                       str(tmp_path / "t"), "-o", str(tmp_path / "out.yaml")])
     assert result.exit_code == 0, result.output
-    assert "token=" + "b" * 40 in (tmp_path / "out.yaml").read_text()
+    assert "token: " + "b" * 40 in (tmp_path / "out.yaml").read_text()
+    assert "token=" not in (tmp_path / "out.yaml").read_text()
     result = CliRunner().invoke(app, ["deploy", "render", "aws"])
     assert result.exit_code == 2 and "no overlay 'aws'" in result.output
 

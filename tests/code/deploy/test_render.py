@@ -1,5 +1,5 @@
 """Overlays render with `kubectl kustomize`: the images are the tags given (else the overlay's),
-the sink token lands in the Secret and the logger URL and nowhere else, and the pieces are
+the sink token lands in the Secret and nowhere else (never in a URL), and the pieces are
 wired to each other (logger → sink Service → sink pods; NetworkPolicy → predictor pods)."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from civicsense.deploy.check import CHECK_TOKEN
+from civicsense.deploy.check import CHECK_TOKEN, rollout_objects
 from civicsense.deploy.render import (
+    MANIFESTS,
     TOKEN_PLACEHOLDER,
     ImageRef,
     RenderError,
@@ -19,6 +20,7 @@ from civicsense.deploy.render import (
     render,
 )
 from civicsense.deploy.versions import LABEL_STUDIO_IMAGE
+from civicsense.monitoring.sink_auth import LOGGER_SOURCES_ENV, logger_sources
 
 
 def images(objects: list[dict]) -> set[str]:
@@ -72,17 +74,21 @@ def test_bad_image_references_are_refused(ref):
         ImageRef.parse(ref)
 
 
-def test_the_token_is_in_the_secret_and_the_logger_url_only(rendered, find):
-    objects = rendered["local"]
+@pytest.mark.parametrize("overlay", ["local", "gke"])
+def test_the_token_is_in_the_secret_only_never_in_a_url(rendered, find, overlay):
+    objects = rendered[overlay]
     assert TOKEN_PLACEHOLDER not in json.dumps(objects)
     holders = {(o["kind"], o["metadata"]["name"]) for o in objects
                if CHECK_TOKEN in json.dumps(o)}
-    assert holders == {("Secret", "civicsense-sink-token"),
-                       ("InferenceService", "civicsense-sentiment")}
-    secret = find(objects, "Secret", "civicsense-sink-token")
-    logger = find(objects, "InferenceService", "civicsense-sentiment")["spec"]["predictor"][
-        "logger"]
-    assert parse_qs(urlparse(logger["url"]).query) == {"token": [secret["stringData"]["token"]]}
+    assert holders == {("Secret", "civicsense-sink-token")}
+    isvc = find(objects, "InferenceService", "civicsense-sentiment")
+    steps = [isvc, *rollout_objects(isvc).values()]
+    for step in steps:
+        for predictor in [step["spec"]["predictor"],
+                          *(c["predictor"] for c in step["spec"].get("canary") or [])]:
+            assert parse_qs(urlparse(predictor["logger"]["url"]).query) == {}
+    examples = " ".join(p.read_text() for p in (MANIFESTS / "examples").rglob("*.yaml"))
+    assert "?token=" not in examples
 
 
 def test_without_a_token_the_placeholder_stays_for_check_manifests_to_fill():
@@ -96,6 +102,10 @@ def test_the_sink_reads_the_token_and_only_the_predictor_pods_reach_it(rendered,
     env = {e["name"]: e for e in container["env"]}
     assert env["CIVICSENSE_SINK_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": "civicsense-sink-token", "key": "token"}
+    isvc = find(objects, "InferenceService", "civicsense-sentiment")["metadata"]
+    # The sink takes the logger's token-less events from this InferenceService only.
+    assert logger_sources(env[LOGGER_SOURCES_ENV]["value"]) == {
+        (isvc["namespace"], isvc["name"])}
     policy = find(objects, "NetworkPolicy", "civicsense-log-sink")
     assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"][
         "matchLabels"]

@@ -21,10 +21,15 @@ from hypothesis import strategies as st
 
 from civicsense.monitoring.inference_log import read_log
 from civicsense.monitoring.sink import REQUEST_TYPE, RESPONSE_TYPE
+from civicsense.monitoring.sink_auth import LOGGER_SOURCES_ENV, TOKEN_PLACEHOLDER
 from civicsense.settings import Settings
 from tests_support import CIVICSENSE, free_port, stop_server
 
 TOKEN = "s3cret-sink-token"
+LOGGER_SOURCE = "civicsense/civicsense-sentiment"  # namespace/InferenceService
+# What KServe's logger (v0.20.0, pkg/logger/worker.go) adds to every event it sends.
+LOGGER = {"ce-namespace": "civicsense", "ce-inferenceservicename": "civicsense-sentiment",
+          "ce-component": "predictor", "ce-endpoint": "default"}
 BODY_LIMIT, PENDING_BUDGET = 1 << 20, 4 << 20
 TEXTS = ["vote yes on the reform", "this bill is a disaster"]
 REQUEST = {"instances": TEXTS}
@@ -43,7 +48,7 @@ def sink(tmp_path_factory):
            "CIVICSENSE_INFERENCE_LOG_URI": str(home / "log"), "CIVICSENSE_SINK_TOKEN": TOKEN,
            "CIVICSENSE_SINK_MAX_BODY_BYTES": str(BODY_LIMIT),
            "CIVICSENSE_SINK_PENDING_BYTES": str(PENDING_BUDGET),
-           "CIVICSENSE_SINK_BODY_TIMEOUT": "2"}
+           "CIVICSENSE_SINK_BODY_TIMEOUT": "2", LOGGER_SOURCES_ENV: LOGGER_SOURCE}
     with (home / "sink.log").open("w") as out:
         process = subprocess.Popen([str(CIVICSENSE), "sink", "--host", "127.0.0.1", "--port",
                                     str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -68,10 +73,11 @@ def sink(tmp_path_factory):
 
 def post(url: str, body: bytes, headers: dict | None = None, token: str | None = TOKEN,
          path: str = "/events") -> requests.Response | None:
-    """POST one event (token as ?token= unless None); None when it hangs past 10 s."""
-    query = f"?token={token}" if token is not None else ""
+    """POST one event (token as `Authorization: Bearer` unless None); None when it hangs past
+    10 s."""
+    bearer = {"authorization": f"Bearer {token}"} if token is not None else {}
     try:
-        reply = requests.post(f"{url}{path}{query}", data=body, headers=headers or {},
+        reply = requests.post(f"{url}{path}", data=body, headers=bearer | (headers or {}),
                               timeout=10)
     except requests.Timeout:
         STATUSES["hang"] += 1
@@ -97,14 +103,13 @@ def wait_logged(url: str, at_least: int) -> dict:
     return current
 
 
-def test_the_token_in_the_logger_url_or_a_bearer_header_is_accepted(sink):
+def test_a_bearer_token_or_the_allowed_loggers_event_is_accepted(sink):
     url, root, _ = sink
     before = stats(url)["logged"]
     for kind, body in (("request", REQUEST), ("response", RESPONSE)):
         assert post(url, json.dumps(body).encode(), event_headers("t-1", kind)).status_code == 202
-    bearer = {"authorization": f"Bearer {TOKEN}"}
     for kind, body in (("request", REQUEST), ("response", RESPONSE)):
-        reply = post(url, json.dumps(body).encode(), event_headers("t-2", kind) | bearer,
+        reply = post(url, json.dumps(body).encode(), event_headers("t-2", kind) | LOGGER,
                      token=None)
         assert reply.status_code == 202 and reply.json()["accepted"]
     assert wait_logged(url, before + 4)["logged"] == before + 4
@@ -114,12 +119,16 @@ def test_the_token_in_the_logger_url_or_a_bearer_header_is_accepted(sink):
 
 @pytest.mark.parametrize("auth", [
     {"token": None}, {"token": "wrong"}, {"token": TOKEN[:-1]}, {"token": ""},
-    {"token": None, "headers": {"authorization": "Bearer wrong"}},
     {"token": None, "headers": {"authorization": TOKEN}},  # no scheme
     {"token": None, "headers": {"x-token": TOKEN}},
     {"token": None, "path": "/"},
-], ids=["none", "wrong", "prefix", "empty", "bearer-wrong", "no-scheme", "other-header",
-        "root-path"])
+    {"token": None, "headers": LOGGER | {"ce-inferenceservicename": "other"}},
+    {"token": None, "headers": LOGGER | {"ce-namespace": "elsewhere"}},
+    {"token": None, "headers": LOGGER | {"ce-specversion": "0.3"}},
+    {"token": None, "headers": LOGGER | {"ce-source": ""}},
+    {"token": None, "headers": {k: v for k, v in LOGGER.items() if k != "ce-namespace"}},
+], ids=["none", "wrong", "prefix", "empty", "no-scheme", "other-header", "root-path",
+        "other-isvc", "other-namespace", "old-specversion", "no-source", "no-namespace"])
 def test_spoofed_events_are_401_counted_and_never_written(sink, auth):
     url, root, _ = sink
     before = stats(url)
@@ -135,14 +144,28 @@ def test_spoofed_events_are_401_counted_and_never_written(sink, auth):
     assert not any(rid.startswith("spoof") for rid in read_log(root, Settings())["request_id"])
 
 
+@pytest.mark.parametrize("path", ["/events", "/feedback"])
+def test_a_token_in_the_url_is_refused_even_the_right_one(sink, path):
+    url, root, _ = sink
+    before = stats(url)["unauthorized"]
+    reply = requests.post(f"{url}{path}?token={TOKEN}", data=json.dumps(REQUEST),
+                          headers=event_headers("in-url", "request") | LOGGER, timeout=10)
+    STATUSES[reply.status_code] += 1
+    assert reply.status_code == 401
+    if path == "/events":
+        assert "never goes in a URL" in reply.json()["error"]
+        assert stats(url)["unauthorized"] == before + 1
+
+
 def test_a_body_over_the_limit_is_413_json_declared_or_streamed(sink):
     url, _, process = sink
     big = b'{"instances": ["' + b"a" * (BODY_LIMIT + 10) + b'"]}'
     reply = post(url, big, event_headers("big-1", "request"))
     assert reply.status_code == 413 and "limit" in reply.json()["error"]
     chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))  # no Content-Length
-    reply = requests.post(f"{url}/events?token={TOKEN}", data=chunks, timeout=10,
-                          headers=event_headers("big-2", "request"))
+    reply = requests.post(f"{url}/events", data=chunks, timeout=10,
+                          headers=event_headers("big-2", "request")
+                          | {"authorization": f"Bearer {TOKEN}"})
     STATUSES[reply.status_code] += 1
     assert reply.status_code == 413
     assert stats(url)["too_large"] >= 2 and process.memory_info().rss < 400 << 20
@@ -164,7 +187,8 @@ def test_a_stalled_upload_is_408_and_the_connection_closed(sink):
     url, _, _ = sink
     port = int(url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        connection.sendall(f"POST /events?token={TOKEN} HTTP/1.1\r\nHost: x\r\n"
+        connection.sendall(f"POST /events HTTP/1.1\r\nHost: x\r\n"
+                           f"Authorization: Bearer {TOKEN}\r\n"
                            "Content-Length: 1000\r\nce-id: slow\r\n\r\n{".encode())
         started = time.monotonic()
         answer = connection.recv(4096).decode()
@@ -180,6 +204,18 @@ def test_no_token_no_listening_beyond_loopback(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "no CIVICSENSE_SINK_TOKEN" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("token", "host", "says"), [
+    (TOKEN_PLACEHOLDER, "127.0.0.1", "placeholder"), (TOKEN_PLACEHOLDER, "0.0.0.0", "placeholder"),
+    ("", "0.0.0.0", "empty")])
+def test_the_placeholder_or_an_empty_token_never_starts(tmp_path, token, host, says):
+    done = subprocess.run([str(CIVICSENSE), "sink", "--host", host, "--port", str(free_port())],
+                          env=os.environ | {"CIVICSENSE_HOME": str(tmp_path),
+                                            "CIVICSENSE_SINK_TOKEN": token},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert says in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def structured(**event) -> tuple[bytes, dict]:

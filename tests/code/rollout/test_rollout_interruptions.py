@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -47,7 +48,14 @@ def rollout(*args: str) -> subprocess.CompletedProcess:
     """`civicsense rollout …` in its own process (PATH, home and timeout from the fixture): the
     interrupted verb, so signals and timeouts hit a real process."""
     return subprocess.run([str(CIVICSENSE), "rollout", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=180, check=False)
+                          env=dict(os.environ), timeout=180, check=False,
+                          preexec_fn=_as_from_a_terminal)
+
+
+def _as_from_a_terminal() -> None:
+    """SIGINT as a terminal's Ctrl-C finds it: a test run started in the background (`nohup …
+    &`) hands its children SIGINT ignored, and Python then installs no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def then(*args: str):
