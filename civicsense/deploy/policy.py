@@ -28,6 +28,8 @@ def _container_problems(where: str, container: dict, pod_non_root: bool,
     security = container.get("securityContext") or {}
     if not (pod_non_root or security.get("runAsNonRoot")):
         problems.append(f"{where}: runAsNonRoot is not true (pod or container)")
+    if security.get("runAsGroup") == 0:
+        problems.append(f"{where}.securityContext.runAsGroup: must not be 0 (root's group)")
     if security.get("allowPrivilegeEscalation") is not False:
         problems.append(f"{where}.securityContext.allowPrivilegeEscalation: must be false")
     if security.get("readOnlyRootFilesystem") is not True:
@@ -74,6 +76,8 @@ def workload_problems(obj: dict) -> list[str]:
     for where, pod in pod_specs(obj):
         pod_security = pod.get("securityContext") or {}
         pod_non_root = bool(pod_security.get("runAsNonRoot"))
+        problems += [f"{where}.securityContext.{key}: must not be 0 (root's group)"
+                     for key in ("runAsGroup", "fsGroup") if pod_security.get(key) == 0]
         for group in ("initContainers", "containers"):
             for index, container in enumerate(pod.get(group) or []):
                 problems += _container_problems(

@@ -73,3 +73,14 @@ def test_the_predictors_run_as_non_root_with_bounded_resources(rendered, find):
         "spec.predictor.securityContext.runAsNonRoot: must be true",
         "spec.predictor.model.resources.limits.cpu: Required value",
         "spec.predictor.model.resources.limits.memory: Required value"]
+
+
+@pytest.mark.parametrize("key", ["runAsGroup", "fsGroup"])
+def test_root_group_is_refused(rendered, find, key):
+    obj = find(rendered["local"], "Deployment", "label-studio")
+    assert workload_problems(obj) == []
+    obj["spec"]["template"]["spec"]["securityContext"][key] = 0
+    assert f"securityContext.{key}: must not be 0 (root's group)" in " ".join(
+        workload_problems(obj))
+    container(obj)["securityContext"]["runAsGroup"] = 0
+    assert any("containers[0].securityContext.runAsGroup" in p for p in workload_problems(obj))
