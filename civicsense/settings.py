@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     sink_token: SecretStr | None = Field(default=None, description="Shared token the sink "
                                          "expects as `Authorization: Bearer` (never in a URL); "
                                          "events without it get 401.")
+    sink_logger_sources: str = Field(default="", description="`namespace/name,…` of the "
+                                     "InferenceServices whose logger events need no token "
+                                     "(KServe's logger sends no headers; a NetworkPolicy "
+                                     "lets only their pods reach the sink).")
     sink_max_body_bytes: int | None = Field(default=None, ge=1, description="Largest event "
                                             "body the sink reads (413 above it) [default: "
                                             "the server's body limit + 64 KiB].")

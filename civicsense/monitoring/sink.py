@@ -245,7 +245,7 @@ def create_app(settings: Settings, writer: InferenceLogger | None = None):
     token = (settings.sink_token.get_secret_value() if settings.sink_token is not None
              else None)
     check_token(token)  # never the manifests' placeholder, never empty
-    sources = logger_sources()
+    sources = logger_sources(settings.sink_logger_sources)
     limit = settings.sink_body_limit
     counts = {"events": 0, "pairs": 0, "records": 0, "bad": 0, "unauthorized": 0,
               "too_large": 0, "slow": 0}

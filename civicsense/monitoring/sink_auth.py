@@ -11,11 +11,10 @@ needs the token.
 from __future__ import annotations
 
 import hmac
-import os
 
 # What manifests/base/monitoring/sink-token.yaml ships; rendering replaces it with a real token.
 TOKEN_PLACEHOLDER = "REPLACE_WITH_SINK_TOKEN"
-LOGGER_SOURCES_ENV = "CIVICSENSE_SINK_LOGGER_SOURCES"
+LOGGER_SOURCES_ENV = "CIVICSENSE_SINK_LOGGER_SOURCES"  # Settings.sink_logger_sources
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -47,9 +46,9 @@ def check_token(token: str | None, host: str | None = None) -> None:
         raise SinkConfigError(problem)
 
 
-def logger_sources(value: str | None = None) -> frozenset[tuple[str, str]]:
-    """(namespace, InferenceService) pairs whose logger events need no token."""
-    value = os.environ.get(LOGGER_SOURCES_ENV, "") if value is None else value
+def logger_sources(value: str) -> frozenset[tuple[str, str]]:
+    """(namespace, InferenceService) pairs whose logger events need no token, from
+    `Settings.sink_logger_sources` (`namespace/name,…`)."""
     pairs = set()
     for item in value.split(","):
         namespace, _, name = item.strip().partition("/")
