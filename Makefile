@@ -12,6 +12,9 @@ TUNE ?= 0
 TRIALS ?=
 RUN_ARGS := $(if $(DATA),--data $(DATA)) $(if $(filter-out 0,$(SAMPLE)),--sample-size $(SAMPLE))
 TUNE_ARGS := $(if $(filter-out 0,$(TUNE)),--tune $(if $(TRIALS),--trials $(TRIALS)))
+# ENCODER=0 skips the MiniLM fine-tune: today's fast lexical-only model, for a quick look.
+ENCODER ?= 1
+TUNE_ARGS += $(if $(filter 0,$(ENCODER)),--no-encoder)
 PYTEST_ARGS ?=
 
 .PHONY: help setup run test test-fast lint compile submit bench lock clean
@@ -37,7 +40,7 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 
 setup: $(BIN)/.installed ## Create .venv with the locked dependencies
 
-run: setup ## Run the training pipeline end to end locally (DATA=…, SAMPLE=…, TUNE=1, TRIALS=…)
+run: setup ## Run the training pipeline end to end locally (DATA=…, SAMPLE=…, ENCODER=0, TUNE=1, TRIALS=…)
 	$(BIN)/civicsense run $(RUN_ARGS) $(TUNE_ARGS)
 
 test: setup ## Run the whole test suite (offline)

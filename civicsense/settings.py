@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     serve_port: int = Field(default=8080, description="HTTP port (KServe binds 0.0.0.0).")
     serve_workers: int = Field(default=1, ge=1, description="Model processes behind the one HTTP "
                                "process (1: predict in the HTTP process).")
-    serve_threads: int = Field(default=1, ge=1, description="XGBoost/OpenMP threads per worker.")
+    serve_threads: int = Field(default=1, ge=1, description="XGBoost/OpenMP and ONNX Runtime "
+                               "threads per worker.")
     serve_access_log: bool = Field(default=False, description="One log line per request.")
     max_text_chars: int = Field(default=2000, ge=1, description="Longest text accepted.")
     max_batch: int = Field(default=256, ge=1, description="Most texts in one request.")

@@ -3,6 +3,7 @@
 | component          | wraps                                          |
 | ------------------ | ---------------------------------------------- |
 | `ingest_op`        | civicsense.data.merge.ingest_sources           |
+| `encoder_op`       | civicsense.training.encoder_step.fit_encoder   |
 | `feature_build_op` | civicsense.features.store.build_features       |
 | `tune_op`          | civicsense.training.tune.tune_training_split   |
 | `train_op`         | civicsense.training.train.train                |

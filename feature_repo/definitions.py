@@ -9,7 +9,7 @@ from datetime import timedelta
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Float32
 
-from civicsense.features.featurizer import DESCRIPTOR_NAMES, FEATURE_SERVICE, VECTOR_BLOCKS
+from civicsense.features.featurizer import DESCRIPTOR_NAMES, FEATURE_SERVICE
 
 FEATURES_FILE = "post_features.parquet"
 # Posts never stop being the posts they were; the ttl just has to span the data (2011 onwards).
@@ -38,16 +38,29 @@ post_text_vectors = FeatureView(
     name="post_text_vectors",
     entities=[post],
     ttl=POST_TTL,
-    schema=[Field(name=block, dtype=Array(Float32)) for block in VECTOR_BLOCKS],
+    schema=[Field(name="lexical_scores", dtype=Array(Float32))],
     source=post_features_source,
     online=True,
-    description="Vector blocks of the fitted featurizer (lexical scores; embeddings later).",
+    description="The fitted lexical scorer's score per label (out-of-fold for training posts).",
+)
+
+# 387 floats a post: training reads them offline; the server computes them from the request's
+# text, so they are not materialized online. Empty lists when the run had no encoder.
+post_encoder_vectors = FeatureView(
+    name="post_encoder_vectors",
+    entities=[post],
+    ttl=POST_TTL,
+    schema=[Field(name="encoder_outputs", dtype=Array(Float32))],
+    source=post_features_source,
+    online=False,
+    description="The fine-tuned encoder's head probabilities and sentence embedding.",
 )
 
 sentiment_features = FeatureService(
     name=FEATURE_SERVICE,
-    features=[post_descriptors, post_text_vectors],
+    features=[post_descriptors, post_text_vectors, post_encoder_vectors],
     description="Everything the civicsense-sentiment model reads.",
 )
 
-DEFINITIONS = [post, post_features_source, post_descriptors, post_text_vectors, sentiment_features]
+DEFINITIONS = [post, post_features_source, post_descriptors, post_text_vectors,
+               post_encoder_vectors, sentiment_features]

@@ -53,7 +53,15 @@ $(IMAGE_BUILD_DIR)/ca-bundle.pem: FORCE
 
 FORCE:
 
-images: $(IMAGE_BUILD_DIR)/ca-bundle.pem ## Build the component, serving and storage-initializer images
+# The local CPU builds the component image's lock pins (`+cpu`), copied from pip's find-links
+# directory into the build context: PyPI only has the CUDA builds.
+$(IMAGE_BUILD_DIR)/wheels: requirements-pipeline.lock
+	@mkdir -p $@ && set -e; for pin in $$(sed -n 's/^\([A-Za-z0-9_.-]*\)==\(.*+cpu\)$$/\1-\2/p' $<); do \
+	  wheel=$$(ls $(addsuffix /$${pin}-*.whl,$(FIND_LINKS)) 2>/dev/null | head -n 1); \
+	  if [ -z "$$wheel" ]; then echo "images: no wheel for $$pin in $(FIND_LINKS)" >&2; exit 1; fi; \
+	  [ -f $@/$$(basename $$wheel) ] || cp $$wheel $@/; done; touch $@
+
+images: $(IMAGE_BUILD_DIR)/ca-bundle.pem $(IMAGE_BUILD_DIR)/wheels ## Build the component, serving and storage-initializer images
 	@set -euo pipefail; base=$(BASE_IMAGE); \
 	if ! docker image inspect $$base >/dev/null 2>&1 && \
 	   ! timeout 60 docker pull -q $$base >/dev/null 2>&1; then \
@@ -100,7 +108,7 @@ IMAGE_PLATFORM = --python-version 3.11 --python-platform x86_64-manylinux_2_28
 lock-images: ## Re-resolve requirements-{serving,pipeline,storage}.lock (after make lock)
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra serving -c requirements.lock \
 	  $(IMAGE_PLATFORM) $(UV_FIND_LINKS) -o requirements-serving.lock
-	$(BIN)/uv pip compile --quiet pyproject.toml --extra pipeline -c requirements.lock \
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra pipeline --extra encoder -c requirements.lock \
 	  $(IMAGE_PLATFORM) $(UV_FIND_LINKS) -o requirements-pipeline.lock
 	$(BIN)/uv pip compile --quiet kserve/storage-initializer.in $(IMAGE_PLATFORM) \
 	  --custom-compile-command "make lock-images" -o requirements-storage.lock

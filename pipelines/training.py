@@ -1,9 +1,10 @@
-"""The training pipeline: ingest → Feast feature build → (Optuna tune) → XGBoost train →
-evaluate → register."""
+"""The training pipeline: ingest → encoder fine-tune → Feast feature build → (Optuna tune) →
+XGBoost train → evaluate → register."""
 
 from kfp import dsl, kubernetes
 
 from civicsense.training.params import PipelineParams
+from components.encoder import encoder_op
 from components.evaluate import evaluate_op
 from components.feature_build import feature_build_op
 from components.ingest import ingest_op
@@ -55,6 +56,12 @@ def training_pipeline(
     gate_margin: float = DEFAULTS.gate_margin,
     tune: bool = DEFAULTS.tune,
     tune_trials: int = DEFAULTS.tune_trials,
+    encoder: bool = DEFAULTS.encoder,
+    encoder_fraction: float = DEFAULTS.encoder_fraction,
+    encoder_epochs: int = DEFAULTS.encoder_epochs,
+    encoder_max_len: int = DEFAULTS.encoder_max_len,
+    encoder_learning_rate: float = DEFAULTS.encoder_learning_rate,
+    encoder_batch_size: int = DEFAULTS.encoder_batch_size,
 ) -> str:
     run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
     # Labelled snapshots (issue 14): given paths, and/or every confirmed one on the state PVC.
@@ -62,8 +69,18 @@ def training_pipeline(
                                      confirmed_labels=confirmed_labels,
                                      source_fingerprint=source_fingerprint))
     ingested.set_display_name("ingest")
+    # Always a step (cached by the snapshot and its parameters): off, it marks the run
+    # encoder-free and the feature build makes today's lexical-only features.
+    encoded = _on_cluster(encoder_op(
+        snapshot=ingested.outputs["snapshot"], enabled=encoder, split_method=split_method,
+        validation_fraction=validation_fraction, sample_size=sample_size, seed=seed,
+        fraction=encoder_fraction, epochs=encoder_epochs, max_len=encoder_max_len,
+        learning_rate=encoder_learning_rate, batch_size=encoder_batch_size,
+        data_version=ingested.outputs["Output"], pipeline_run=run_name))
+    encoded.set_display_name("encoder (MiniLM)")
     built = _on_cluster(feature_build_op(
-        snapshot=ingested.outputs["snapshot"], split_method=split_method,
+        snapshot=ingested.outputs["snapshot"], encoder=encoded.outputs["encoder"],
+        split_method=split_method,
         validation_fraction=validation_fraction, sample_size=sample_size, seed=seed))
     built.set_display_name("feature build (Feast)")
     # tune (issue 13): always a step (cached like the rest); with tune off it passes the given

@@ -4,6 +4,7 @@ one live progress bar with an ETA while a step runs; the details go to the log f
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -17,9 +18,13 @@ FULL_DATA_POSTS = 49_486
 # the sample size. Later runs use this home's own last durations (<home>/logs/step-seconds.json).
 FULL_DATA_SECONDS = {"ingest": 9.9, "feature build (Feast)": 273.7, "train (XGBoost)": 177.3,
                      "evaluate": 53.3, "register (MLflow)": 21.2,
-                     "tune (Optuna)": 2.1}  # tuning off; on, its own bar shows the trials
+                     "tune (Optuna)": 2.1,  # tuning off; on, its own bar shows the trials
+                     "encoder (MiniLM)": 650.0}  # its fine-tune bar gives the real ETA
 STARTUP_SECONDS = 20.0  # a component's process start and imports, whatever the data size
 TICK_SECONDS = 0.5
+# A component's own progress bar, as run_capture.phase_of reports it ("fine-tune encoder 12/865").
+INNER_PROGRESS = re.compile(r"^(?P<desc>.+) (?P<n>\d+)/(?P<total>\d+)$")
+INNER_MIN_STEPS = 3  # inner steps seen before their rate is trusted for an ETA
 
 
 def expected_seconds(step: str, posts: int, history: dict[str, dict[str, float]]) -> float:
@@ -51,8 +56,18 @@ def produced(outputs: dict[str, Any]) -> str:
         parts.append(f"{int(meta['snapshot'].get('rows', 0)):,} posts, "
                      f"{int(meta.get('quarantine', {}).get('rows', 0)):,} quarantined, data "
                      f"{meta['snapshot'].get('data_version', '?')}")
+    if "encoder" in meta and "enabled" in meta["encoder"]:
+        encoder = meta["encoder"]
+        parts.append(
+            f"fine-tuned on {int(encoder['fine_tuned_posts']):,} posts "
+            f"({float(encoder['texts_per_second']):.0f}/s, {encoder['precision']}), its head's "
+            f"macro recall {float(encoder['holdout_macro_recall']):.3f} held out, "
+            f"{float(encoder['val_macro_recall']):.3f} validation" if encoder["enabled"]
+            else "encoder off: lexical features only")
     if "entities" in meta:
+        encoder_rows = int(meta["entities"].get("encoder_rows", 0))
         parts.append(f"{int(meta['entities'].get('train_rows', 0)):,} train + "
+                     + (f"{encoder_rows:,} encoder + " if encoder_rows else "") +
                      f"{int(meta['entities'].get('validation_rows', 0)):,} validation posts "
                      "in Feast")
     if "model" in meta and "run_id" in meta["model"]:
@@ -79,7 +94,8 @@ def produced(outputs: dict[str, Any]) -> str:
 class RunConsole:
     """A RunObserver (civicsense.orchestration.run_capture) drawing the steps on the terminal. The
     bar is live only on a terminal; its ETA is the step's expected duration minus the time
-    spent (the components report no progress of their own for their longest phases)."""
+    spent, or, while the step shows a progress bar of its own (the encoder's fine-tune, the
+    booster's rounds), that bar's remaining steps at its measured rate."""
 
     def __init__(self, out: TextIO, posts: int, history_path: Path, live: bool | None = None):
         self.out, self.posts, self.history_path = out, posts, history_path
@@ -90,6 +106,8 @@ class RunConsole:
         self.phase = ""
         self.started = 0.0
         self.expected = 1.0
+        self._inner: tuple[str, float, int] | None = None  # (desc, first seen, n then)
+        self._inner_eta: tuple[str, float] | None = None  # (desc, seconds left)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -109,6 +127,7 @@ class RunConsole:
 
     def step_started(self, name: str) -> None:
         self.phase, self.started = "starting", time.perf_counter()
+        self._inner = self._inner_eta = None
         self.expected = max(1.0, expected_seconds(name, self.posts, self.history))
         if not self.live:
             return
@@ -121,6 +140,18 @@ class RunConsole:
 
     def step_phase(self, name: str, phase: str) -> None:
         self.phase = phase
+        inner = INNER_PROGRESS.match(phase)
+        if inner is None:
+            self._inner = self._inner_eta = None
+            return
+        desc, n, total = inner["desc"], int(inner["n"]), int(inner["total"])
+        now = time.perf_counter()
+        if self._inner is None or self._inner[0] != desc or n < self._inner[2]:
+            self._inner, self._inner_eta = (desc, now, n), None
+            return
+        _, since, first = self._inner
+        if n - first >= INNER_MIN_STEPS:
+            self._inner_eta = (desc, (now - since) / (n - first) * (total - n))
 
     def step_finished(self, name: str, ok: bool, outputs: dict[str, Any], seconds: float,
                       cached: bool) -> None:
@@ -142,6 +173,8 @@ class RunConsole:
     def _format(self, name: str, elapsed: float) -> str:
         left = self.expected - elapsed
         eta = f"ETA {_clock(left)}" if left > 0 else "ETA ? (slower than expected)"
+        if self._inner_eta is not None:
+            eta = f"{self._inner_eta[0]} ETA {_clock(self._inner_eta[1])}"
         phase = self.phase.replace("{", "{{").replace("}", "}}")[:60]
         return (f"  {name[:22]:<22} {{percentage:3.0f}}%|{{bar:20}}| {_clock(elapsed)} "
                 f"elapsed, {eta} · {phase}")

@@ -43,6 +43,11 @@ def run(
     tune: bool = typer.Option(DEFAULTS.tune, "--tune/--no-tune", help="Search XGBoost's "
                               "parameters with Optuna on the training split before train."),
     trials: int = typer.Option(DEFAULTS.tune_trials, help="Optuna trials with --tune."),
+    encoder: bool = typer.Option(DEFAULTS.encoder, "--encoder/--no-encoder", help="Fine-tune "
+                                 "the MiniLM encoder and feed its outputs to XGBoost (minutes "
+                                 "on the full data); off: the fast lexical-only model."),
+    encoder_epochs: int = typer.Option(DEFAULTS.encoder_epochs, help="Encoder fine-tune "
+                                       "epochs."),
     cache: bool = typer.Option(True, help="Reuse unchanged steps from earlier local runs."),
     summary_json: Path = typer.Option(None, help="Also write the run summary to this file.",
                                       show_default="none"),
@@ -69,10 +74,13 @@ def run(
         fail("--validation-fraction must be between 0 and 1")
     if tune and trials < 1:
         fail("--trials must be at least 1 with --tune")
+    if encoder_epochs < 1:
+        fail("--encoder-epochs must be at least 1")
     settings = _settings(data, home)
     params = PipelineParams(sample_size, split, validation_fraction, n_estimators, max_depth,
                             learning_rate, DEFAULTS.seed, gate_margin, tune=tune,
-                            tune_trials=trials)
+                            tune_trials=trials, encoder=encoder,
+                            encoder_epochs=encoder_epochs)
     if not dry_run:
         typer.echo(f"data: {settings.data}\nhome: {settings.home_dir}\n"
                    f"tracking: {settings.tracking_uri}")
@@ -228,6 +236,8 @@ def submit_command(
     sample_size: int = typer.Option(DEFAULTS.sample_size, help="Stratified sample (0 = all)."),
     tune: bool = typer.Option(DEFAULTS.tune, "--tune/--no-tune", help="With the Optuna step."),
     trials: int = typer.Option(DEFAULTS.tune_trials, help="Optuna trials with --tune."),
+    encoder: bool = typer.Option(DEFAULTS.encoder, "--encoder/--no-encoder",
+                                 help="With the encoder fine-tune."),
     labels: bool = typer.Option(False, "--labels", help="Ingest also adds every confirmed "
                                 "labelled snapshot on the cluster's state PVC (the run skips "
                                 "the step cache)."),
@@ -239,7 +249,8 @@ def submit_command(
     from civicsense.orchestration.runner import submit
 
     settings = _image_settings(data, image)
-    params = PipelineParams(sample_size=sample_size, tune=tune, tune_trials=trials)
+    params = PipelineParams(sample_size=sample_size, tune=tune, tune_trials=trials,
+                            encoder=encoder)
     try:
         run_id = submit(host, settings, params, experiment, namespace, confirmed_labels=labels,
                         fresh=fresh)

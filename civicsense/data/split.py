@@ -63,3 +63,17 @@ def sample_and_split(snapshot: pd.DataFrame, method: SplitMethod = "time",
     split = pd.Series("train", index=rows.index, name="split", dtype=object)
     split[~labelled] = assign_split(rows[~labelled], method, validation_fraction, seed)
     return rows.assign(split=split)
+
+
+def training_slice(rows: pd.DataFrame, fraction: float, seed: int = 0) -> np.ndarray:
+    """A seeded, label-stratified `fraction` of the rows whose split is 'train', as a boolean
+    mask over `rows`: the posts a model stacked under another one trains on (the encoder), so
+    the model on top can learn from the rest, on outputs it did not memorise. Posts from
+    labelled snapshots are never in it: the model on top always trains on new labels."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the slice fraction must be in (0, 1), got {fraction}")
+    labelled = (is_labelled(rows["source"]).to_numpy() if "source" in rows
+                else np.zeros(len(rows), dtype=bool))
+    train = rows[(rows["split"] == "train").to_numpy() & ~labelled]
+    picked = train.groupby("label", group_keys=False).sample(frac=fraction, random_state=seed)
+    return rows.index.isin(picked.index)

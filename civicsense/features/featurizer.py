@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from civicsense import LABELS
+
+if TYPE_CHECKING:
+    from civicsense.features.encoder.runtime import OnnxEncoder
 
 URL = re.compile(r"https?://\S+|www\.\S+")
 MENTION = re.compile(r"@\w+")
@@ -31,8 +35,15 @@ DESCRIPTOR_NAMES: tuple[str, ...] = (
     "vader_compound",
 )
 LEXICAL_NAMES: tuple[str, ...] = tuple(f"lexical_{label}" for label in LABELS)
-# Blocks stored in Feast as one Array(Float32) feature each; a sentence embedding would join here.
-VECTOR_BLOCKS: dict[str, tuple[str, ...]] = {"lexical_scores": LEXICAL_NAMES}
+# The fine-tuned encoder's outputs (civicsense.features.encoder): its head's probabilities and
+# its mean-pooled sentence embedding (all-MiniLM-L6-v2: 384 wide).
+EMBEDDING_DIM = 384
+ENCODER_NAMES: tuple[str, ...] = (*(f"encoder_{label}" for label in LABELS),
+                                  *(f"embedding_{i:03d}" for i in range(EMBEDDING_DIM)))
+# Blocks stored in Feast as one Array(Float32) feature each, in feature order. A featurizer
+# without an encoder stores empty encoder_outputs lists, and its models never read them.
+VECTOR_BLOCKS: dict[str, tuple[str, ...]] = {"lexical_scores": LEXICAL_NAMES,
+                                             "encoder_outputs": ENCODER_NAMES}
 # The Feast feature service holding every feature the model reads (feature_repo/definitions.py).
 FEATURE_SERVICE = "civicsense_sentiment"
 
@@ -146,13 +157,24 @@ class LexicalScorer:
 
 @dataclass
 class Featurizer:
-    """Descriptors plus fitted lexical scores, as one flat float32 frame in FEATURE_NAMES order."""
+    """Descriptors plus fitted lexical scores (plus, with an encoder, the fine-tuned encoder's
+    probabilities and embedding), as one flat float32 frame in `feature_names` order.
+
+    The encoder is fitted before the featurizer (the pipeline's encoder step), on a slice of the
+    training split that the booster downstream never trains on: its outputs are in-sample only
+    there. It travels inside the featurizer (OnnxEncoder.embedded), so serving needs no files."""
 
     lexical: LexicalScorer = field(default_factory=LexicalScorer)
+    encoder: OnnxEncoder | None = None
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("encoder", None)  # featurizers pickled before the encoder existed
+        self.__dict__.update(state)
 
     @property
     def feature_names(self) -> list[str]:
-        return [*DESCRIPTOR_NAMES, *LEXICAL_NAMES]
+        encoder = ENCODER_NAMES if self.encoder is not None else ()
+        return [*DESCRIPTOR_NAMES, *LEXICAL_NAMES, *encoder]
 
     def fit_transform(self, texts: Sequence[str], labels: Sequence[str]) -> pd.DataFrame:
         """Fit on training texts and labels; their features (lexical scores out-of-fold)."""
@@ -167,6 +189,14 @@ class Featurizer:
     def _frame(self, texts: Sequence[str], lexical: np.ndarray) -> pd.DataFrame:
         frame = describe(texts)
         frame[list(LEXICAL_NAMES)] = lexical
+        if self.encoder is not None:
+            embeddings, probabilities = self.encoder.encode(list(texts))
+            if embeddings.shape[1] != EMBEDDING_DIM:
+                raise ValueError(f"the encoder's embedding is {embeddings.shape[1]} wide, "
+                                 f"the features expect {EMBEDDING_DIM}")
+            encoded = pd.DataFrame(np.hstack([probabilities, embeddings]).astype(np.float32),
+                                   columns=list(ENCODER_NAMES), index=frame.index)
+            frame = pd.concat([frame, encoded], axis=1)
         return frame[self.feature_names]
 
 
@@ -180,16 +210,31 @@ def encode_labels(labels: Sequence[str]) -> np.ndarray:
 
 
 def to_feast_columns(features: pd.DataFrame) -> pd.DataFrame:
-    """Flat features to Feast's layout: descriptors as scalars, each vector block as a list."""
+    """Flat features to Feast's layout: descriptors as scalars, each vector block as a list
+    (an empty list per post for a block the features lack, e.g. no encoder)."""
     stored = features[list(DESCRIPTOR_NAMES)].copy()
     for block, names in VECTOR_BLOCKS.items():
-        stored[block] = list(features[list(names)].to_numpy(dtype=np.float32))
+        present = [name in features.columns for name in names]
+        if any(present) and not all(present):
+            raise ValueError(f"features hold part of the {block} block")
+        width = len(names) if all(present) else 0
+        values = (features[list(names)].to_numpy(dtype=np.float32) if width
+                  else np.zeros((len(features), 0), dtype=np.float32))
+        stored[block] = list(values)
     return stored
 
 
 def from_feast_columns(stored: pd.DataFrame) -> pd.DataFrame:
-    """Feast's layout back to flat features, the inverse of to_feast_columns."""
-    flat = stored[list(DESCRIPTOR_NAMES)].astype(np.float32).copy()
+    """Feast's layout back to flat features, the inverse of to_feast_columns: a block stored
+    as empty lists is left out."""
+    columns = {name: stored[name].to_numpy(dtype=np.float32) for name in DESCRIPTOR_NAMES}
     for block, names in VECTOR_BLOCKS.items():
-        flat[list(names)] = np.vstack(stored[block].to_numpy()).astype(np.float32)
-    return flat[[*DESCRIPTOR_NAMES, *LEXICAL_NAMES]]
+        widths = {len(row) for row in stored[block]}
+        if widths == {0} or not len(stored):
+            continue
+        if widths != {len(names)}:
+            raise ValueError(f"Feast's {block} lists are {sorted(widths)} wide; the block "
+                             f"has {len(names)} features")
+        values = np.vstack(stored[block].to_numpy()).astype(np.float32)
+        columns.update({name: values[:, i] for i, name in enumerate(names)})
+    return pd.DataFrame(columns, index=stored.index)

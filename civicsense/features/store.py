@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from civicsense.data.split import SplitMethod, sample_and_split
+from civicsense.features.encoder.artifact import TrainedEncoder
 from civicsense.features.featurizer import (
     FEATURE_SERVICE,
     Featurizer,
@@ -24,6 +25,9 @@ from civicsense.settings import Settings
 
 log = logging.getLogger(__name__)
 KEPT_BUILDS = 4  # per-build copies of the offline features kept beside the store
+# The split of training posts the encoder was fine-tuned on: the featurizer fits on them (with
+# the 'train' posts), the booster never trains on them (their encoder outputs are in-sample).
+ENCODER_SPLIT = "encoder"
 
 
 @dataclass
@@ -64,13 +68,19 @@ def build_features(
     validation_fraction: float = 0.2,
     sample_size: int = 0,
     seed: int = 0,
+    encoder: TrainedEncoder | None = None,
 ) -> FeatureBuild:
     """Featurize the snapshot into Feast and return the entity rows for training (sampled and
-    split by data.split.sample_and_split: new labels always kept, and trained on)."""
+    split by data.split.sample_and_split: new labels always kept, and trained on). With a
+    fine-tuned `encoder`, the training posts it saw get split 'encoder' and its outputs join
+    the features."""
     rows = sample_and_split(snapshot, split_method, validation_fraction, sample_size, seed)
-    is_train = rows["split"] == "train"
-    featurizer = Featurizer()
-    log.info("fitting the featurizer on %d training posts", int(is_train.sum()))
+    if encoder is not None:
+        rows = mark_encoder_rows(rows, encoder.trained_on)
+    is_train = rows["split"] != "validation"
+    featurizer = Featurizer(encoder=encoder.encoder if encoder is not None else None)
+    log.info("fitting the featurizer on %d training posts%s", int(is_train.sum()),
+             " (and encoding every post)" if encoder is not None else "")
     train_features = featurizer.fit_transform(rows.loc[is_train, "text"],
                                               rows.loc[is_train, "label"])
     validation_features = featurizer.transform(rows.loc[~is_train, "text"])
@@ -96,6 +106,18 @@ def build_features(
     keep = ["post_id", "created_at", "text", "label", "split"]
     entities = rows[keep + (["source"] if "source" in rows else [])]
     return FeatureBuild(entities, featurizer, features_path)
+
+
+def mark_encoder_rows(rows: pd.DataFrame, trained_on: frozenset[str]) -> pd.DataFrame:
+    """`rows` with split 'encoder' for the training posts in `trained_on`; every one of those
+    must be a training post here, or the encoder came from another split of the data."""
+    seen = rows["post_id"].astype(str).isin(trained_on).to_numpy()
+    if int(seen.sum()) != len(trained_on) or (rows.loc[seen, "split"] != "train").any():
+        raise ValueError(
+            f"the encoder was fine-tuned on {len(trained_on)} posts, of which "
+            f"{int((seen & (rows['split'] == 'train')).sum())} are training posts of this "
+            "feature build: it was fitted on another sample or split of the data")
+    return rows.assign(split=rows["split"].where(~seen, ENCODER_SPLIT))
 
 
 def build_key(entities: pd.DataFrame) -> str:

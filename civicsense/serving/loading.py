@@ -63,6 +63,9 @@ def load_resolved(model: LoadedModel, settings: Settings) -> LoadedModel:
     predictor = pyfunc.unwrap_python_model().predictor
     # One OpenMP thread per process: with several model processes on few cores, more thrash.
     predictor.booster.set_param({"nthread": settings.serve_threads})
+    encoder = getattr(predictor.featurizer, "encoder", None)
+    if encoder is not None:  # ONNX Runtime's intra-op threads, likewise (set before first use)
+        encoder.threads = settings.serve_threads
     return dataclasses.replace(model, predictor=predictor,
                                run_id=str(pyfunc.metadata.run_id or "none"))
 

@@ -32,6 +32,14 @@ class PipelineParams:
     learning_rate: float = TrainParams.learning_rate
     seed: int = TrainParams.seed
     gate_margin: float = 0.0
-    # tune (issue 13): an Optuna search before train (off by default: it costs minutes).
+    # tune: an Optuna search before train (off by default: it costs minutes).
     tune: bool = False
     tune_trials: int = 20
+    # The fine-tuned MiniLM encoder (on by default; off keeps the fast lexical-only model). It
+    # fine-tunes on `encoder_fraction` of the training split; the booster trains on the rest.
+    encoder: bool = True
+    encoder_fraction: float = 0.7
+    encoder_epochs: int = 1
+    encoder_max_len: int = 64
+    encoder_learning_rate: float = 5e-5
+    encoder_batch_size: int = 32

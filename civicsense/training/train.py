@@ -31,7 +31,7 @@ from civicsense.training.params import TrainParams
 from civicsense.training.registry import configure_mlflow
 
 RUNTIME_PACKAGES = ("mlflow", "xgboost", "scikit-learn", "scipy", "numpy", "pandas", "joblib",
-                    "vaderSentiment")
+                    "vaderSentiment", "onnxruntime", "tokenizers")
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "text")]),
     outputs=Schema([ColSpec("string", "label"),
@@ -135,8 +135,12 @@ def train(
     pipeline_run: str = "local",
 ) -> TrainResult:
     """The pipeline's train step: read the entities' features from Feast (point-in-time), fit on
-    the training split, package the pyfunc and log everything to an MLflow run."""
+    the training split (not the posts the encoder was fine-tuned on: split 'encoder'), package
+    the pyfunc and log everything to an MLflow run."""
     features = training_frame(settings, entities)
+    if list(features.columns) != featurizer.feature_names:
+        raise RuntimeError("the feature store holds other features than this featurizer makes "
+                           "(a build with or without the encoder): rerun without the cache")
     is_train = (entities["split"] == "train").to_numpy()
     booster = fit_booster(features[is_train], entities.loc[is_train, "label"], params)
     train_pred = booster.predict(xgb.DMatrix(features[is_train].to_numpy(np.float32),
@@ -146,11 +150,14 @@ def train(
     configure_mlflow(settings)
     with mlflow.start_run(run_name=f"train-{pipeline_run}") as run:
         mlflow.log_params({**asdict(params), "featurizer": repr(featurizer.lexical),
+                           "encoder": repr(featurizer.encoder),
                            "n_features": features.shape[1]})
         mlflow.set_tags({
             "data_version": data_version, "feature_service": FEATURE_SERVICE,
             "git_commit": git_commit(settings), "pipeline_run": pipeline_run,
-            "train_rows": int(is_train.sum()), "validation_rows": int((~is_train).sum()),
+            "train_rows": int(is_train.sum()),
+            "encoder_rows": int((entities["split"] == "encoder").sum()),
+            "validation_rows": int((entities["split"] == "validation").sum()),
         })
         mlflow.log_metric("train_macro_recall", train_recall)
         mlflow.log_dict(environment(), "environment.json")

@@ -160,6 +160,7 @@ def test_every_subpackage_says_what_it_is_in_one_line():
 
 COMPONENTS = {
     "ingest_op": "civicsense.data.merge.ingest_sources",
+    "encoder_op": "civicsense.training.encoder_step.fit_encoder",
     "feature_build_op": "civicsense.features.store.build_features",
     "tune_op": "civicsense.training.tune.tune_training_split",
     "train_op": "civicsense.training.train.train",
@@ -182,5 +183,6 @@ def test_each_component_wraps_the_one_function_it_is_named_for(component):
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     project_calls = called & {"ingest_source", "ingest_sources", "build_features", "train",
                               "evaluate", "register", "fetch", "ingest", "training_frame",
-                              "export_tasks", "import_labels", "tune_training_split"}
+                              "export_tasks", "import_labels", "tune_training_split",
+                              "fit_encoder", "fine_tune"}
     assert project_calls == {function}, project_calls

@@ -39,9 +39,10 @@ def test_each_image_is_labelled_non_root_and_checked(docker_client, images, key)
 def test_the_serving_image_carries_no_kfp_feast_or_evidently(docker_client, images):
     found = _run(docker_client, images["serving"],
                  "import importlib.util as u; import civicsense.serving.server; print(sorted(m "
-                 "for m in ('kfp', 'feast', 'evidently', 'kserve', 'mlflow', 'xgboost') "
-                 "if u.find_spec(m)))")
-    assert found.strip() == "['kserve', 'mlflow', 'xgboost']"
+                 "for m in ('kfp', 'feast', 'evidently', 'kserve', 'mlflow', 'xgboost', "
+                 "'torch', 'transformers', 'onnxruntime', 'tokenizers') if u.find_spec(m)))")
+    # the encoder runs in ONNX Runtime: no PyTorch in the serving image
+    assert found.strip() == "['kserve', 'mlflow', 'onnxruntime', 'tokenizers', 'xgboost']"
 
 
 def test_the_serving_image_is_within_its_size_target(docker_client, images):
@@ -55,6 +56,15 @@ def test_the_component_image_runs_every_command_offline(docker_client, images):
                  "import kfp, feast, evidently, mlflow, xgboost, components, pipelines.training;"
                  " print(kfp.__version__)")
     assert found.strip().splitlines()[-1] == "2.17.0"
+
+
+def test_the_component_image_fine_tunes_with_cpu_torch_and_the_bundled_base(docker_client,
+                                                                             images):
+    found = _run(docker_client, images["components"],
+                 "import torch; from civicsense.features.encoder.tokens import base_model_dir; "
+                 "print(torch.__version__, torch.cuda.is_available(), "
+                 "(base_model_dir() / 'model.safetensors').is_file())")
+    assert found.strip().splitlines()[-1] == "2.13.0+cpu False True"
 
 
 @pytest.mark.parametrize("key", ["components", "serving", "storage"])

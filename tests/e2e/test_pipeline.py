@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -51,6 +52,34 @@ def test_first_run_registers_a_champion(trained_home, client):
     assert {"text", "true_label", "label", "p_negative", "p_neutral", "p_positive"} <= set(
         reference.columns)
     assert len(reference) == summary_validation_rows(trained_home)
+
+
+def test_the_champion_reads_a_fine_tuned_encoder_logged_in_its_own_run(trained_home, client):
+    import mlflow
+
+    from civicsense.features.featurizer import ENCODER_NAMES
+
+    settings, summary = trained_home
+    entities = pd.read_parquet(next(settings.pipeline_root.glob("*/feature-build-op/entities")))
+    split = entities["split"].value_counts()
+    # the booster trains on the training posts the encoder did not see (30% by default)
+    assert split["encoder"] == pytest.approx(0.7 * (split["encoder"] + split["train"]), abs=3)
+    features = client.download_artifacts(summary["run_id"], "features.json")
+    assert set(ENCODER_NAMES) <= set(json.loads(Path(features).read_text())["features"])
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@champion")
+    encoder = model.unwrap_python_model().predictor.featurizer.encoder
+    assert encoder is not None and encoder.nbytes > 1_000_000  # carried inside the model
+    runs = client.search_runs(
+        [client.get_experiment_by_name(settings.experiment).experiment_id],
+        filter_string="tags.step = 'encoder'", order_by=["attributes.start_time ASC"])
+    run = runs[0]  # the session's first run (later tests run the pipeline again)
+    assert run.data.tags["data_version"] == summary["data_version"].strip()
+    assert 0.4 < run.data.metrics["val_macro_recall"] <= 1
+    assert run.data.params["precision"] in {"fp32", "int8"}
+    losses = client.get_metric_history(run.info.run_id, "loss")
+    assert len(losses) >= 10 and losses[-1].value < losses[0].value
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"loss_curve.png",
+                                                                          "encoder"}
 
 
 def test_champion_loads_in_a_fresh_process_without_the_repository(trained_home, tmp_path):
@@ -128,8 +157,8 @@ def test_compiled_yaml_is_strict_and_runs_locally(trained_home, tmp_path):
     path = compile_pipeline(tmp_path / "pipeline.yaml")
     documents = list(yaml.safe_load_all(path.read_text()))
     spec = json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec())
-    assert set(spec.root.dag.tasks) == {"ingest-op", "feature-build-op", "tune-op", "train-op",
-                                        "evaluate-op", "register-op"}
+    assert set(spec.root.dag.tasks) == {"ingest-op", "encoder-op", "feature-build-op",
+                                        "tune-op", "train-op", "evaluate-op", "register-op"}
     platform = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert all("pvcMount" in executor for executor in platform.values())
 

@@ -1,12 +1,15 @@
 """Embedding and scoring texts with the exported encoder in ONNX Runtime (no torch needed).
 
-`OnnxEncoder` is picklable: it carries paths and settings, and creates its tokenizer and
-InferenceSession lazily (again after unpickling). Dynamic int8 quantization computes each
-activation's scale over the whole batch tensor, so with an int8 model a text's outputs depend a
-little on what it is batched with (seen: up to ~0.25 absolute in an embedding coordinate and
-~0.06 in a probability at batch 16, against ~1e-6 for fp32). So an int8 model is run one text
-at a time by default (exact: a text always gives the same numbers, in training and serving
-alike), an fp32 model in batches; `batch_skew` measures the drift of a batched setting.
+`OnnxEncoder` is picklable: it carries paths (or, made by `OnnxEncoder.embedded`, the model's
+and tokenizer's bytes, so a pickled featurizer is self-contained) and settings, and creates its
+tokenizer and InferenceSession lazily (again after unpickling).
+
+Dynamic int8 quantization computes each activation's scale over the whole batch tensor, so with
+an int8 model a text's outputs depend a little on what it is batched with (seen: up to ~0.25
+absolute in an embedding coordinate and ~0.06 in a probability at batch 16, against ~1e-6 for
+fp32). So an int8 model is run one text at a time by default (exact: a text always gives the
+same numbers, in training and serving alike), an fp32 model in batches; `batch_skew` measures
+the drift of a batched setting.
 """
 
 from __future__ import annotations
@@ -78,8 +81,26 @@ class OnnxEncoder:
         self.threads = threads
         self.batch_size = batch_size
         self.max_len = max_len
+        self.model_bytes: bytes | None = None
+        self.tokenizer_json: str | None = None
         self._session: InferenceSession | None = None
         self._tokenizer: Tokenizer | None = None
+
+    @classmethod
+    def embedded(cls, model_path: str | Path, tokenizer_path: str | Path,
+                 threads: int | None = None, batch_size: int | None = None,
+                 max_len: int | None = None) -> OnnxEncoder:
+        """An encoder that carries the ONNX model and tokenizer.json themselves: it pickles
+        (into a model package) and runs wherever it is unpickled, without those files."""
+        encoder = cls(model_path, tokenizer_path, threads, batch_size, max_len)
+        encoder.model_bytes = Path(model_path).read_bytes()
+        encoder.tokenizer_json = Path(tokenizer_path).read_text(encoding="utf-8")
+        return encoder
+
+    @property
+    def nbytes(self) -> int:
+        """How many bytes of model and tokenizer this encoder carries (0 when it reads files)."""
+        return len(self.model_bytes or b"") + len((self.tokenizer_json or "").encode())
 
     def __repr__(self) -> str:
         return (f"OnnxEncoder({str(self.model_path)!r}, {str(self.tokenizer_path)!r}, "
@@ -91,6 +112,8 @@ class OnnxEncoder:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("model_bytes", None)
+        state.setdefault("tokenizer_json", None)
         self.__dict__.update(state)
 
     @property
@@ -105,7 +128,8 @@ class OnnxEncoder:
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.log_severity_level = 3
-            self._session = ort.InferenceSession(str(self.model_path), options,
+            model = self.model_bytes if self.model_bytes is not None else str(self.model_path)
+            self._session = ort.InferenceSession(model, options,
                                                  providers=["CPUExecutionProvider"])
             meta = self._session.get_modelmeta().custom_metadata_map
             if self.max_len is None:
@@ -120,7 +144,8 @@ class OnnxEncoder:
         if self._tokenizer is None:
             session = self.session  # settles max_len from the model's metadata
             del session
-            self._tokenizer = load_tokenizer(self.tokenizer_path, max_len=self.max_len)
+            self._tokenizer = load_tokenizer(self.tokenizer_path, max_len=self.max_len,
+                                             json_text=self.tokenizer_json)
         return self._tokenizer
 
     @property

@@ -50,14 +50,19 @@ def base_tokenizer_path() -> Path:
     return base_model_dir() / "tokenizer.json"
 
 
-def load_tokenizer(path: str | Path | None = None, max_len: int = DEFAULT_MAX_LEN) -> Tokenizer:
-    """The fast tokenizer from `path` (default: the base model's tokenizer.json), truncating to
-    `max_len` tokens including [CLS]/[SEP], with its own padding off (see `pad_batch`)."""
+def load_tokenizer(path: str | Path | None = None, max_len: int = DEFAULT_MAX_LEN, *,
+                   json_text: str | None = None) -> Tokenizer:
+    """The fast tokenizer from `json_text` (a tokenizer.json's content) or `path` (default: the
+    base model's tokenizer.json), truncating to `max_len` tokens including [CLS]/[SEP], with
+    its own padding off (see `pad_batch`)."""
     from tokenizers import Tokenizer
 
     if max_len < 2:
         raise ValueError(f"max_len must leave room for [CLS] and [SEP], got {max_len}")
-    tokenizer = Tokenizer.from_file(str(path if path is not None else base_tokenizer_path()))
+    if json_text is not None:
+        tokenizer = Tokenizer.from_str(json_text)
+    else:
+        tokenizer = Tokenizer.from_file(str(path if path is not None else base_tokenizer_path()))
     tokenizer.no_padding()  # the shipped tokenizer.json pads every text to 128
     tokenizer.enable_truncation(max_length=max_len)
     return tokenizer

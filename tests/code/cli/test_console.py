@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from kfp import dsl
 from terminal_support import screen_lines
 
@@ -49,8 +50,8 @@ def test_steps_come_in_the_order_they_run():
     from pipelines.training import training_pipeline
 
     assert list(display_names(training_pipeline).values()) == [
-        "ingest", "feature build (Feast)", "tune (Optuna)", "train (XGBoost)", "evaluate",
-        "register (MLflow)"]
+        "ingest", "encoder (MiniLM)", "feature build (Feast)", "tune (Optuna)",
+        "train (XGBoost)", "evaluate", "register (MLflow)"]
 
 
 def test_produced_names_what_each_step_made():
@@ -97,6 +98,26 @@ def test_console_prints_one_line_per_step_and_remembers_durations(tmp_path):
     assert json.loads((tmp_path / "step-seconds.json").read_text()) == {"1000": {"ingest": 1.2}}
 
 
+def test_a_steps_own_progress_bar_drives_its_eta(tmp_path, monkeypatch):
+    import io
+
+    from civicsense.cli import console as console_module
+
+    clock = iter([0.0, 10.0, 12.0, 30.0, 31.0])
+    monkeypatch.setattr(console_module.time, "perf_counter", lambda: next(clock))
+    console = RunConsole(io.StringIO(), 1000, tmp_path / "s.json", live=False)
+    console.step_started("encoder (MiniLM)")  # t=0
+    console.step_phase("encoder (MiniLM)", "fine-tuning the encoder on 700 posts")
+    console.step_phase("encoder (MiniLM)", "fine-tune encoder 10/110")  # t=10: rate unknown
+    console.step_phase("encoder (MiniLM)", "fine-tune encoder 11/110")  # t=12: too few steps
+    assert console._inner_eta is None
+    console.step_phase("encoder (MiniLM)", "fine-tune encoder 20/110")  # t=30: 2 s a step
+    assert console._inner_eta == ("fine-tune encoder", pytest.approx(180.0))
+    assert "fine-tune encoder ETA 3:00" in console._format("encoder (MiniLM)", 30.0)
+    console.step_phase("encoder (MiniLM)", "exporting the encoder to ONNX")  # t=31
+    assert "fine-tune" not in console._format("encoder (MiniLM)", 31.0)
+
+
 def terminal_of(trained_home) -> tuple[list[str], str]:
     settings, _ = trained_home
     home = Path(settings.home_dir)
@@ -132,3 +153,18 @@ def test_the_log_file_has_the_details(trained_home):
     assert "Got executor_input" in log and "Registry cache expired" in log
     assert "Task 'register-op' finished with status SUCCESS" in log
     assert "summary: {" in log
+
+
+def test_produced_names_what_the_encoder_step_made():
+    on, off = dsl.Model(name="encoder"), dsl.Model(name="encoder")
+    on.metadata.update({"enabled": True, "fine_tuned_posts": 27720, "texts_per_second": 58.6,
+                        "precision": "int8", "holdout_macro_recall": 0.6712,
+                        "val_macro_recall": 0.6651})
+    off.metadata["enabled"] = False
+    assert produced({"encoder": on, "Output": "abc"}) == (
+        "fine-tuned on 27,720 posts (59/s, int8), its head's macro recall 0.671 held out, "
+        "0.665 validation")
+    assert produced({"encoder": off, "Output": ""}) == "encoder off: lexical features only"
+    entities = dsl.Dataset(name="entities")
+    entities.metadata.update({"train_rows": 100, "encoder_rows": 230, "validation_rows": 80})
+    assert produced({"entities": entities}).startswith("100 train + 230 encoder + 80 validation")

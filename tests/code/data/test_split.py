@@ -80,3 +80,27 @@ def test_the_sample_thins_the_base_only_and_random_split_is_unchanged():
                                    assign_split(plain, "random", 0.25, seed=3))
     assert sample_and_split(plain, "time", 0.25, sample_size=10)["post_id"].tolist() == \
         stratified_sample(plain, 10)["post_id"].tolist()
+
+
+def test_training_slice_is_a_seeded_stratified_share_of_training_rows():
+    from civicsense.data.split import training_slice
+
+    rows = frame(200).assign(split=["train"] * 150 + ["validation"] * 50)
+    mask = training_slice(rows, 0.6, seed=3)
+    assert mask.sum() == 90 and not mask[150:].any()  # training rows only
+    picked = rows[mask]["label"].value_counts()
+    assert picked["positive"] == picked["negative"] == 45  # each label's share
+    assert (training_slice(rows, 0.6, seed=3) == mask).all()
+    assert not (training_slice(rows, 0.6, seed=4) == mask).all()
+    for fraction in (0, 1, 1.5):
+        with pytest.raises(ValueError, match="fraction"):
+            training_slice(rows, fraction)
+
+
+def test_training_slice_never_takes_new_labels():
+    from civicsense.data.merge import LABELLED_SOURCES
+    from civicsense.data.split import training_slice
+
+    rows = frame(100).assign(split="train", source=["semeval"] * 80 + [LABELLED_SOURCES[0]] * 20)
+    mask = training_slice(rows, 0.5)
+    assert mask.sum() == 40 and not mask[80:].any()

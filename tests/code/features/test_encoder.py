@@ -122,7 +122,8 @@ def exported(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Expo
 
 def test_import_loads_no_torch_nor_runtime() -> None:
     code = ("import sys, civicsense.features.encoder\n"
-            "from civicsense.features.encoder import export, net, runtime, tokens, train\n"
+            "from civicsense.features.encoder import (artifact, export, net, runtime,\n"
+            "    tokens, train)\n"
             "heavy = [m for m in ('torch', 'transformers', 'onnxruntime', 'onnx', 'tokenizers')"
             " if m in sys.modules]\n"
             "assert not heavy, heavy\n")

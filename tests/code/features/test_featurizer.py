@@ -75,3 +75,34 @@ def test_feast_layout_round_trip():
     stored = to_feast_columns(flat)
     assert "lexical_scores" in stored and len(stored["lexical_scores"].iloc[0]) == len(LABELS)
     pd.testing.assert_frame_equal(from_feast_columns(stored), flat)
+
+
+def test_feast_layout_stores_an_absent_encoder_block_as_empty_lists():
+    from civicsense.features.featurizer import ENCODER_NAMES
+
+    flat = Featurizer(LexicalScorer(folds=2)).fit_transform(TEXTS, LABEL_NAMES)
+    stored = to_feast_columns(flat)
+    assert all(len(row) == 0 for row in stored["encoder_outputs"])
+    block = pd.DataFrame(np.tile(np.arange(len(ENCODER_NAMES), dtype=np.float32) / 1000,
+                                 (len(flat), 1)), columns=list(ENCODER_NAMES), index=flat.index)
+    encoded = pd.concat([flat, block], axis=1)
+    stored = to_feast_columns(encoded)
+    assert {len(row) for row in stored["encoder_outputs"]} == {len(ENCODER_NAMES)}
+    pd.testing.assert_frame_equal(from_feast_columns(stored), encoded)
+    with pytest.raises(ValueError, match="part of the encoder_outputs block"):
+        to_feast_columns(encoded.drop(columns=[ENCODER_NAMES[5]]))
+    stored["encoder_outputs"] = [row[:10] for row in stored["encoder_outputs"]]
+    with pytest.raises(ValueError, match="10"):
+        from_feast_columns(stored)
+
+
+def test_a_featurizer_pickled_before_the_encoder_loads_without_one():
+    import pickle
+
+    featurizer = Featurizer(LexicalScorer(folds=2))
+    featurizer.fit_transform(TEXTS, LABEL_NAMES)
+    state = dict(featurizer.__dict__)
+    del state["encoder"]
+    old = Featurizer.__new__(Featurizer)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.encoder is None and old.feature_names == featurizer.feature_names
