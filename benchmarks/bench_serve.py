@@ -9,6 +9,9 @@ two peers a user would pick instead, all on the same registered model in one run
 - MLServer 1.7.1 + mlserver-mlflow (KServe's own MLflow runtime code), V2, in its own venv under
   $CIVICSENSE_HOME/bench/ that this script creates (uvloop pinned to 0.21.0, see PLATFORM-NOTES).
 - `mlflow models serve --env-manager local`, 1 and 2 workers.
+- `--compare URI` (repeatable): another registered model (e.g. `models:/civicsense-sentiment@
+  challenger`, or the model before the encoder) measured in the same run: its in-process
+  ceiling and `civicsense serve` V1 with 2 workers, rows suffixed with its version.
 - `--container`: the serving image as KServe runs it (`make serve-container`: storage
   initializer from a gs:// storageUri in the GCS emulator, then the ClusterServingRuntime's args,
   env and limits), beside the bare process with the same flags (`civicsense V1 w2`). Needs a
@@ -300,13 +303,15 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "CIVICSENSE_SERVE_THREADS": "1"}
 
 
 def civicsense_server(settings: Settings, workers: int, v2: bool,
-                      payload_log: bool = False) -> Server:
+                      payload_log: bool = False, model_uri: str | None = None,
+                      suffix: str = "") -> Server:
     """As deployed by manifests/base/serving/servingruntime.yaml: no local payload log (on the
     cluster KServe's logger does it); `payload_log=True` is `make serve`'s default."""
     port = free_port()
-    return Server(f"civicsense V{2 if v2 else 1} w{workers}" + (" +payload log" * payload_log),
+    return Server(f"civicsense V{2 if v2 else 1} w{workers}" + (" +payload log" * payload_log)
+                  + suffix,
                   [str(BIN / "civicsense"), "serve", "--port", str(port), "--workers",
-                   str(workers), "--model-uri", settings.model_uri], port,
+                   str(workers), "--model-uri", model_uri or settings.model_uri], port,
                   "/v2/health/ready", v2_body if v2 else v1_body,
                   f"/v2/models/{MODEL_NAME}/infer" if v2 else f"/v1/models/{MODEL_NAME}:predict",
                   env={**THREAD_ENV, "MLFLOW_TRACKING_URI": settings.tracking_uri,
@@ -382,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--container", action="store_true", help="Add the serving image as "
                         "KServe runs it (needs a Docker engine and `make images`).")
+    parser.add_argument("--compare", action="append", default=[], metavar="URI",
+                        help="Also measure this model (in process and served, V1 w2).")
     parser.add_argument("--out", type=Path, default=None, help="JSON results [default "
                         "$CIVICSENSE_HOME/bench/serve.json].")
     args = parser.parse_args(argv)
@@ -396,19 +403,30 @@ def main(argv: list[str] | None = None) -> int:
 
     model = load_model(settings.model_uri, settings)
     print(f"model {settings.model_uri} = version {model.version_tag}", flush=True)
+    others = {uri: load_model(uri, settings) for uri in args.compare}
+    suffix = {uri: f" · v{other.version}" for uri, other in others.items()}
+    if others:
+        suffix[settings.model_uri] = f" · v{model.version}"
     import mlflow
 
     model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.location, dst_path=str(
         bench_dir / f"model-v{model.version}")))
     texts = tweets()
-    ceilings = [in_process(model, texts, args.seconds) for _ in range(args.rounds)]
-    results: dict[str, dict] = {"in-process (ceiling)": {
-        key: float(np.median([c[key] for c in ceilings])) for key in ceilings[0]} | {"errors": 0}}
+    results: dict[str, dict] = {}
+    for uri, measured_model in {settings.model_uri: model, **others}.items():
+        ceilings = [in_process(measured_model, texts, args.seconds) for _ in range(args.rounds)]
+        results[f"in-process (ceiling){suffix.get(uri, '')}"] = {
+            key: float(np.median([c[key] for c in ceilings])) for key in ceilings[0]} | {
+                "errors": 0}
     print(results, flush=True)
 
-    servers = [civicsense_server(settings, 1, False), civicsense_server(settings, 2, False),
-               civicsense_server(settings, 2, True),
-               civicsense_server(settings, 2, False, payload_log=True)]
+    main_suffix = suffix.get(settings.model_uri, "")
+    servers = [civicsense_server(settings, 1, False, suffix=main_suffix),
+               civicsense_server(settings, 2, False, suffix=main_suffix),
+               civicsense_server(settings, 2, True, suffix=main_suffix),
+               civicsense_server(settings, 2, False, payload_log=True, suffix=main_suffix)]
+    servers += [civicsense_server(settings, 2, False, model_uri=uri, suffix=suffix[uri])
+                for uri in others]
     if args.container:
         servers.append(container_server(settings))
     if not args.skip_peers:
@@ -446,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                                  for key in measured[0]} | {
                                      "errors": sum(m["errors"] for m in measured),
                                      "rounds": measured}
-        soaked = next((s for s in running if s.name == "civicsense V1 w2"
+        soaked = next((s for s in running if s.name == f"civicsense V1 w2{main_suffix}"
                        and "failed" not in results[s.name]), None)
         if soaked is not None:
             try:
@@ -458,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers:
             server.stop()
 
-    ceiling = results["in-process (ceiling)"]["batch32_texts_per_s"]
+    ceiling = results[f"in-process (ceiling){main_suffix}"]["batch32_texts_per_s"]
     print("\n| contender | single tweet p50 ms | p99 ms | single req/s | batch-32 texts/s "
           "| % of in-process batch | errors |\n|---|---|---|---|---|---|---|")
     for name, row in results.items():
@@ -469,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
               f"| {row['batch32_texts_per_s']:.0f} | "
               f"{100 * row['batch32_texts_per_s'] / ceiling:.0f}% | {row['errors']} |")
     if soak_result:
-        print(f"\nload run: civicsense V1 w2, {args.soak_clients} concurrent clients, "
+        print(f"\nload run: civicsense V1 w2{main_suffix}, {args.soak_clients} concurrent clients, "
               f"{soak_result.seconds:.0f} s: {soak_result.requests} requests, "
               f"{soak_result.errors} errors, {soak_result.requests / soak_result.seconds:.0f} "
               f"req/s, p50 {soak_result.percentile(50):.1f} ms, "

@@ -62,5 +62,13 @@ sentiment_features = FeatureService(
     description="Everything the civicsense-sentiment model reads.",
 )
 
+# What a lookup by post id can read from the online store (get_online_features): every
+# materialized view, not the offline-only encoder outputs.
+sentiment_online_features = FeatureService(
+    name=f"{FEATURE_SERVICE}_online",
+    features=[post_descriptors, post_text_vectors],
+    description="The civicsense-sentiment features the online store holds.",
+)
+
 DEFINITIONS = [post, post_features_source, post_descriptors, post_text_vectors,
-               post_encoder_vectors, sentiment_features]
+               post_encoder_vectors, sentiment_features, sentiment_online_features]

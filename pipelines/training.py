@@ -26,6 +26,10 @@ CONFIG_KEYS = ("CIVICSENSE_HOME", "MLFLOW_TRACKING_URI", "GOOGLE_APPLICATION_CRE
 OPTIONAL_CONFIG_KEYS = ("STORAGE_EMULATOR_HOST", "CIVICSENSE_INFERENCE_LOG_URI",
                         "CIVICSENSE_FEEDBACK_LOG_URI")
 GCP_SECRET, GCP_MOUNT = "civicsense-gcs", "/var/secrets/gcp"
+# MLflow runs behind its basic-auth app (manifests/base/platform/mlflow.yaml); its client reads
+# these. Required: a missing Secret stops the pod instead of failing with 401s mid-run.
+MLFLOW_AUTH_SECRET = "civicsense-mlflow-auth"
+MLFLOW_AUTH_KEYS = {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"}
 
 
 def _on_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -36,6 +40,8 @@ def _on_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
                                      config_map_key_to_env={k: k for k in OPTIONAL_CONFIG_KEYS})
     kubernetes.use_secret_as_volume(task, secret_name=GCP_SECRET, mount_path=GCP_MOUNT,
                                     optional=True)
+    kubernetes.use_secret_as_env(task, secret_name=MLFLOW_AUTH_SECRET,
+                                 secret_key_to_env=MLFLOW_AUTH_KEYS)
     return task
 
 

@@ -61,16 +61,24 @@ def render_command(
     sink_token_file: Path = typer.Option(None, "--sink-token-file", help="The sink's shared "
                                          "token (32+ URL-safe chars).",
                                          show_default="a placeholder"),
+    mlflow_auth_file: Path = typer.Option(None, "--mlflow-auth-file", help="MLflow's "
+                                          "credentials: username=, password= and "
+                                          "flask-secret-key= lines; adds their Secrets.",
+                                          show_default="no Secrets: MLflow waits for them"),
     output: Path = typer.Option(None, "-o", "--output", help="Write here.",
                                 show_default="stdout"),
 ) -> None:
-    """Render an overlay with these images and token, as `kubectl apply -f` takes it."""
+    """Render an overlay with these images (tags or digests), token and MLflow credentials, as
+    `kubectl apply -f` takes it."""
+    from civicsense.deploy.mlflow_auth import AuthFileError, read_auth
     from civicsense.deploy.render import RenderError, read_token, render, to_yaml
 
     try:
         token = read_token(sink_token_file) if sink_token_file else None
-        text = to_yaml(render(overlay, component_image, serving_image, sink_token=token))
-    except (RenderError, OSError) as error:
+        auth = read_auth(mlflow_auth_file) if mlflow_auth_file else None
+        text = to_yaml(render(overlay, component_image, serving_image, sink_token=token,
+                              mlflow_auth=auth))
+    except (RenderError, AuthFileError, OSError) as error:
         fail(str(error))
     if output:
         output.write_text(text)

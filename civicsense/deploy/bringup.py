@@ -11,6 +11,7 @@ from typing import Literal
 import yaml
 
 from civicsense.deploy import versions as v
+from civicsense.deploy.mlflow_auth import MlflowCredentials
 from civicsense.deploy.render import MANIFESTS
 from civicsense.orchestration.compiled import TRAINING
 from civicsense.rollout.kserve_names import SERVICE_PORT, main_service
@@ -27,11 +28,13 @@ SERVED = MANIFESTS / "base" / "serving" / "inferenceservice.yaml"
 
 @dataclass(frozen=True)
 class Command:
-    """A program run as is (never through a shell), with extra env."""
+    """A program run as is (never through a shell), with extra env (+ MLflow's credentials from
+    the file `mlflow_auth`, read when it runs, never printed)."""
 
     title: str
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
+    mlflow_auth: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Render:
     component_image: str
     serving_image: str
     token_file: Path
+    mlflow_auth_file: Path | None = None   # adds MLflow's credentials Secrets
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class ServeAlias:
     alias: str
     context: str
     kubectl: str = "kubectl"
+    mlflow_auth: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,8 @@ class CompilePipelines:
     directory: Path
 
 
-Step = Command | Background | Render | SinkToken | Upload | ServeAlias | CompilePipelines
+Step = (Command | Background | Render | SinkToken | MlflowCredentials | Upload | ServeAlias
+        | CompilePipelines)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,10 @@ class ClusterConfig:
     def pipelines(self) -> Path:
         """Where the plans compile the pipelines with `component_image`."""
         return self.workdir / "pipelines"
+
+    @property
+    def mlflow_auth(self) -> Path:   # MLflow's credentials (civicsense.deploy.mlflow_auth)
+        return self.workdir / "mlflow-auth"
 
     @property
     def training_package(self) -> str:
@@ -234,8 +244,10 @@ def up_plan(cfg: ClusterConfig) -> list[Step]:
         *install_platform(cfg),
         *load_images(cfg),
         SinkToken("create the sink's shared token (kept out of the repository)", token),
+        MlflowCredentials("create MLflow's credentials (kept out of the repository)",
+                          cfg.mlflow_auth),
         Render("render + validate the local overlay", "local", rendered,
-               cfg.component_image, cfg.serving_image, token),
+               cfg.component_image, cfg.serving_image, token, cfg.mlflow_auth),
         Command("apply the local overlay", cfg.kubectl_argv(
             "apply", "--server-side", "--field-manager=civicsense", "-f", str(rendered))),
         _wait_deployments(cfg, NAMESPACE, "600s"),
@@ -285,7 +297,7 @@ def e2e_plan(cfg: ClusterConfig) -> list[Step]:
     def rollout(verb: str, *extra: str) -> Command:
         mode = ("--mode", "standard") if verb == "canary" else ()
         return Command(f"rollout {verb} {' '.join(extra)}".strip(), (
-            cfg.tool("civicsense"), "rollout", verb, *mode, *extra), env)
+            cfg.tool("civicsense"), "rollout", verb, *mode, *extra), env, cfg.mlflow_auth)
 
     job = "civicsense-monitor-e2e"
     return [
@@ -294,7 +306,7 @@ def e2e_plan(cfg: ClusterConfig) -> list[Step]:
         port_forward(cfg, NAMESPACE, "mlflow", MLFLOW_PORT, MLFLOW_PORT),
         _training_run(cfg, "e2e-champion", 0.0),
         ServeAlias("serve the registered champion", tracking, "champion", cfg.context,
-                   cfg.kubectl),
+                   cfg.kubectl, cfg.mlflow_auth),
         *serving, replay,
         _training_run(cfg, "e2e-challenger-1", -1.0),   # margin -1: always a challenger
         # Standard mode at KServe v0.20.0: the canary gets replicas, not traffic (docs/cluster.md)

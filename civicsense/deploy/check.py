@@ -4,8 +4,12 @@ forms: canary, promote, rollback), the compiled pipelines and the recurring runs
 also pass KServe's admission webhook (civicsense.rollout.admission), and every predictor Service
 name the bring-up and the docs use must be one KServe creates (civicsense.rollout.kserve_names).
 Images: the committed pipelines run the default component image; compiled with the image given
-(the tag `make images` built), every executor runs it; and in each overlay the monitor's triggered
-runs use the image the monitor itself runs."""
+(the tag `make images` built), every executor runs it; in each overlay the monitor's triggered
+runs use the image the monitor itself runs; and rendered with images by digest, every project
+image is that digest (civicsense.deploy.digests). Security: each namespace denies all traffic
+by default and every call a workload makes is allowed (civicsense.deploy.netpol); MLflow runs
+its basic-auth app and every client gets the credentials from the Secret
+(civicsense.deploy.mlflow_auth)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,15 @@ from pathlib import Path
 import yaml
 
 from civicsense.deploy.bringup import plans_text
+from civicsense.deploy.digests import digest_problems, pinned_refs
 from civicsense.deploy.kfp_specs import KfpSpecError, check_recurring_run, parse_pipeline
+from civicsense.deploy.mlflow_auth import (
+    MlflowAuth,
+    auth_problems,
+    package_problems,
+    pipeline_problems,
+)
+from civicsense.deploy.netpol import network_problems
 from civicsense.deploy.policy import workload_problems
 from civicsense.deploy.render import MANIFESTS, overlay_names, render
 from civicsense.deploy.validate import InvalidObject, object_name, validate_object
@@ -47,6 +59,9 @@ MONITOR_IMAGE_KEY = "CIVICSENSE_COMPONENT_IMAGE"
 EXAMPLES = MANIFESTS / "examples"
 # check-manifests renders with this stand-in for the Secret's token (32+ URL-safe characters).
 CHECK_TOKEN = "check-manifests-stand-in-token-000000000000"
+# … and these for MLflow's credentials (the Secrets are rendered and validated too).
+CHECK_MLFLOW_AUTH = MlflowAuth("civicsense", "check-manifests-stand-in-password",
+                               "check-manifests-stand-in-secret-key")
 MODES = ("standard", "serverless")
 ACTIONS = ("canary", "promote", "rollback")
 # The docs that name the predictor's Service (port-forward lines, the extension's endpoint).
@@ -149,6 +164,32 @@ def check_rendered(overlay: str, objects: list[dict], crd_cache: Path, report: R
                 check_object(patched, f"overlay {overlay} rollout {step}", crd_cache, report,
                              policy=False, old=deployed_in(obj, step.split()[0]))
     check_monitor_image(overlay, objects, report)
+    check_security(overlay, objects, report)
+
+
+def check_security(overlay: str, objects: list[dict], report: Report) -> None:
+    """Default-deny and the allows each call needs (netpol); MLflow's auth (mlflow_auth)."""
+    for name, problems in (("NetworkPolicies", network_problems(objects)),
+                           ("MLflow authentication", auth_problems(objects))):
+        report.problems += [f"overlay {overlay}: {p}" for p in problems]
+        if not problems:
+            report.checked.append((f"overlay {overlay}", name, "default-deny + every call "
+                                   "allowed" if name == "NetworkPolicies" else "basic-auth app, "
+                                   "every client's credentials from the Secret"))
+
+
+def check_digests(overlay: str, report: Report, component_image: str | None = None,
+                  serving_image: str | None = None, unpinned: list[dict] | None = None) -> None:
+    """Rendered with the project's images by digest (those given, if both are; else
+    stand-ins), every container and triggered run uses exactly those references, each the
+    one it ran in `unpinned` (the overlay rendered otherwise)."""
+    refs = pinned_refs(component_image, serving_image)
+    objects = render(overlay, refs["civicsense-components"], refs["civicsense-serving"])
+    problems = digest_problems(objects, refs, unpinned)
+    report.problems += [f"overlay {overlay} by digest: {p}" for p in problems]
+    if not problems:
+        report.checked.append((f"overlay {overlay}", "images by digest",
+                               f"every project image is {', '.join(sorted(refs.values()))}"))
 
 
 def check_monitor_image(overlay: str, objects: list[dict], report: Report) -> None:
@@ -217,6 +258,7 @@ def check_kfp(report: Report, pipeline: Path = COMPILED_PIPELINE,
         spec, _ = parse_pipeline(pipeline)
         wrong = image_problems(pipeline, image) if image is not None else []
         report.problems += wrong
+        report.problems += pipeline_problems(pipeline)  # MLflow's credentials in every step
         if not wrong:
             report.checked.append((where, spec.pipeline_info.name,
                                    "kfp PipelineSpec + PlatformSpec (protobuf)"
@@ -254,12 +296,15 @@ def check_manifests(crd_cache: Path, overlays: list[str] | None = None,
     """Everything `make check-manifests` checks, in one report."""
     report = Report()
     for overlay in overlays or overlay_names():
-        objects = render(overlay, component_image, serving_image, sink_token=CHECK_TOKEN)
+        objects = render(overlay, component_image, serving_image, sink_token=CHECK_TOKEN,
+                         mlflow_auth=CHECK_MLFLOW_AUTH)
         check_rendered(overlay, objects, crd_cache, report)
+        check_digests(overlay, report, component_image, serving_image, objects)
         if overlay == "local":   # what the bring-up applies
             isvc, = [o for o in objects if o.get("kind") == "InferenceService"]
             check_service_names(isvc, report)
     check_examples(crd_cache, report)
+    report.problems += package_problems(PROJECT_ROOT / "requirements-pipeline.lock")
     check_pipelines(report, PIPELINES, DEFAULT_COMPONENT_IMAGE)   # the committed YAMLs
     if component_image is not None:   # what the bring-up uploads, compiled with that image
         with tempfile.TemporaryDirectory(prefix="civicsense-check-") as scratch:

@@ -27,11 +27,20 @@ from civicsense.deploy.bringup import (
     Upload,
 )
 from civicsense.deploy.check import (
+    CHECK_MLFLOW_AUTH,
     CHECK_TOKEN,
     Report,
     check_pipelines,
     check_rendered,
     compile_pipelines,
+)
+from civicsense.deploy.mlflow_auth import (
+    AuthFileError,
+    MlflowAuth,
+    MlflowCredentials,
+    read_auth,
+    secret_objects,
+    write_auth,
 )
 from civicsense.deploy.render import fill_token, read_token, render, to_yaml
 from civicsense.settings import Settings
@@ -51,15 +60,21 @@ def command_line(argv: tuple[str, ...], env: tuple[tuple[str, str], ...] = ()) -
 def describe(step: Step) -> str:
     """What a dry run prints for one step."""
     if isinstance(step, Command):
-        return command_line(step.argv, step.env)
+        auth = (f"  # + MLFLOW_TRACKING_USERNAME/_PASSWORD from {step.mlflow_auth}"
+                if step.mlflow_auth else "")
+        return command_line(step.argv, step.env) + auth
     if isinstance(step, Background):
         return command_line(step.argv) + " &"
     if isinstance(step, Render):
+        auth = f" --mlflow-auth-file {step.mlflow_auth_file}" if step.mlflow_auth_file else ""
         return (f"civicsense deploy render {step.overlay} --component-image "
                 f"{step.component_image} --serving-image {step.serving_image} "
-                f"--sink-token-file {step.token_file} -o {step.out}")
+                f"--sink-token-file {step.token_file}{auth} -o {step.out}")
     if isinstance(step, SinkToken):
         return f"test -s {step.path} || openssl rand -hex 32 > {step.path}"
+    if isinstance(step, MlflowCredentials):
+        return (f"test -s {step.path} || write username=civicsense, a random password and "
+                f"flask-secret-key to {step.path}")
     if isinstance(step, Upload):
         return (f"STORAGE_EMULATOR_HOST={step.emulator}: create buckets "
                 f"{', '.join(step.buckets)}; copy {step.source}/ to {step.uri}")
@@ -75,20 +90,34 @@ def describe(step: Step) -> str:
     raise TypeError(step)
 
 
+def _auth(path: Path | None) -> MlflowAuth | None:
+    try:
+        return read_auth(path) if path else None
+    except (AuthFileError, OSError) as error:
+        raise StepFailed(str(error)) from None
+
+
 def render_step(step: Render, crd_cache: Path, dry_run: bool) -> Report:
-    """Render + validate with the real token (a stand-in in a dry run without one); write the
-    file, in a dry run with the placeholder, never with the stand-in."""
-    real = not dry_run or step.token_file.exists()
+    """Render + validate with the real token and MLflow credentials (stand-ins in a dry run
+    without them); write the file, in a dry run with the placeholder and without MLflow's
+    Secrets, never with a stand-in; mode 600 when it holds a real one."""
+    real_token = not dry_run or step.token_file.exists()
+    auth_file = step.mlflow_auth_file
+    real_auth = auth_file is not None and (not dry_run or auth_file.exists())
     objects = render(step.overlay, step.component_image, step.serving_image)
-    filled = fill_token(objects, read_token(step.token_file) if real else CHECK_TOKEN)
+    token = read_token(step.token_file) if real_token else CHECK_TOKEN
+    auth = _auth(auth_file) if real_auth else CHECK_MLFLOW_AUTH
+    auth_secrets = secret_objects(objects, auth) if auth_file is not None else []
     report = Report()
-    check_rendered(step.overlay, filled, crd_cache, report)
+    check_rendered(step.overlay, fill_token(objects, token) + auth_secrets, crd_cache, report)
     if not report.ok:
         raise StepFailed("the rendered overlay is invalid:\n  " + "\n  ".join(report.problems))
+    written = (fill_token(objects, token) if real_token else objects) + (
+        auth_secrets if real_auth else [])
     step.out.parent.mkdir(parents=True, exist_ok=True)
-    step.out.write_text(to_yaml(filled if real else objects))
-    if real:
-        step.out.chmod(0o600)   # it holds the token
+    step.out.write_text(to_yaml(written))
+    if real_token or real_auth:
+        step.out.chmod(0o600)   # it holds a secret
     return report
 
 
@@ -138,12 +167,25 @@ def upload(step: Upload) -> None:
         client.bucket(bucket).blob(blob).upload_from_filename(str(path))
 
 
+@contextlib.contextmanager
+def _client_env(path: Path | None):
+    """MLflow's client reads its credentials from the environment: set for the block only."""
+    auth, saved = _auth(path), dict(os.environ)
+    os.environ.update(auth.client_env() if auth else {})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def serve_alias(step: ServeAlias) -> None:
     from civicsense.rollout.verbs import cluster_uri, version_env
     from civicsense.training.registry import find_version, registry_client
 
     settings = Settings(mlflow_tracking_uri=step.tracking_uri)
-    version = find_version(registry_client(settings), settings.model_name, step.alias)
+    with _client_env(step.mlflow_auth):
+        version = find_version(registry_client(settings), settings.model_name, step.alias)
     if version is None:
         raise StepFailed(f"{settings.model_name} has no '{step.alias}' alias in "
                          f"{step.tracking_uri}: did the pipeline run register a model?")
@@ -215,8 +257,12 @@ def _execute(step: Step, crd_cache: Path, dry_run: bool,
             step.path.parent.mkdir(parents=True, exist_ok=True)
             step.path.write_text(secrets.token_hex(32))
             step.path.chmod(0o600)
+    elif isinstance(step, MlflowCredentials):
+        if not step.path.exists():
+            write_auth(step.path, MlflowAuth.generate())
     elif isinstance(step, Command):
-        _run(step.argv, step.env)
+        auth = _auth(step.mlflow_auth)
+        _run(step.argv, step.env + tuple((auth.client_env() if auth else {}).items()))
     elif isinstance(step, Background):
         if step.port in background:   # the same port again: a fresh port-forward replaces it
             _stop(background.pop(step.port))

@@ -1,6 +1,7 @@
-"""Render an overlay of manifests/ with `kubectl kustomize`: images set to the tags `make images`
-built (in a temporary copy, as `kustomize edit set image` would), the sink's shared token filled
-in, the result as Kubernetes objects."""
+"""Render an overlay of manifests/ with `kubectl kustomize`: images set to the references given
+(the tags `make images` built, or registry digests; in a temporary copy, as `kustomize edit set
+image` would), the sink's shared token filled in, MLflow's credentials Secrets added when given,
+the result as Kubernetes objects."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from civicsense.deploy.mlflow_auth import MlflowAuth, secret_objects
 from civicsense.monitoring.sink_auth import TOKEN_PLACEHOLDER
 from civicsense.settings import PROJECT_ROOT
 
@@ -101,9 +103,10 @@ def kustomize(directory: Path, kubectl: str = "kubectl", timeout: float = 120) -
 
 def render(overlay: str, component_image: str | None = None, serving_image: str | None = None,
            sink_token: str | None = None, manifests: Path = MANIFESTS,
-           kubectl: str = "kubectl") -> list[dict]:
+           kubectl: str = "kubectl", mlflow_auth: MlflowAuth | None = None) -> list[dict]:
     """The overlay's objects, with the images and the sink token given (else its defaults and
-    the placeholder, which `check-manifests` replaces with a test token)."""
+    the placeholder, which `check-manifests` replaces with a test token), and with MLflow's
+    credentials Secrets when `mlflow_auth` is given (else none: MLflow waits for them)."""
     if not (manifests / "overlays" / overlay / "kustomization.yaml").is_file():
         raise RenderError(f"no overlay {overlay!r} (have: "
                           f"{', '.join(overlay_names(manifests / 'overlays'))})")
@@ -118,6 +121,7 @@ def render(overlay: str, component_image: str | None = None, serving_image: str 
             set_images(copy / "overlays" / overlay / "kustomization.yaml", images)
         text = kustomize(copy / "overlays" / overlay, kubectl)
     objects = [doc for doc in yaml.safe_load_all(text) if doc]
+    objects += secret_objects(objects, mlflow_auth) if mlflow_auth else []
     return [fill_token(o, sink_token) for o in objects] if sink_token else objects
 
 

@@ -115,7 +115,7 @@ def test_feast_online_store_and_no_training_serving_skew(trained_home):
     features = pd.read_parquet(settings.feast_dir / "post_features.parquet")
     post_id = features["post_id"].iloc[-1]
     online = store.get_online_features(
-        features=store.get_feature_service("civicsense_sentiment"),
+        features=store.get_feature_service("civicsense_sentiment_online"),
         entity_rows=[{"post_id": post_id}]).to_dict()
     assert online["n_chars"][0] == pytest.approx(features["n_chars"].iloc[-1])
     assert len(online["lexical_scores"][0]) == 3

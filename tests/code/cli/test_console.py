@@ -129,13 +129,14 @@ def test_a_real_run_fits_on_one_screen_with_a_line_per_step(trained_home):
     settings, summary = trained_home
     lines, raw = terminal_of(trained_home)
     assert len(lines) <= 30, "\n".join(lines)
-    steps = [line for line in lines if re.match(r"\[\d/6\] ", line)]
-    assert [line.split()[1] for line in steps] == ["ingest", "feature", "tune", "train",
-                                                   "evaluate", "register"]
+    steps = [line for line in lines if re.match(r"\[\d/7\] ", line)]
+    assert [line.split()[1] for line in steps] == ["ingest", "encoder", "feature", "tune",
+                                                   "train", "evaluate", "register"]
     assert all(re.search(r"\d+\.\d s  \S", line) for line in steps)
-    assert "posts, " in steps[0] and "validation posts in Feast" in steps[1]
-    assert "tuning off" in steps[2]
-    assert f"v{summary['version']} → champion" in steps[5]
+    assert "posts, " in steps[0] and "its head's macro recall" in steps[1]
+    assert "validation posts in Feast" in steps[2]
+    assert "tuning off" in steps[3]
+    assert f"v{summary['version']} → champion" in steps[6]
     assert any(line.startswith("pipeline took ") for line in lines)
     # KFP's per-task JSON and the components' chatter stayed out of the terminal …
     assert '"executorInput"' not in raw and "Got executor_input" not in raw

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from civicsense.cli.app import app
@@ -221,3 +222,46 @@ def test_serve_alias_patches_the_inference_service_with_the_champions_artifacts(
     with pytest.raises(StepFailed, match="no 'challenger' alias"):
         serve_alias(ServeAlias("serve", tracking, "challenger", "kind-civicsense",
                                str(kubectl)))
+
+
+def test_mlflow_credentials_are_made_rendered_and_handed_to_the_host_side_clients(tmp_path):
+    from civicsense.deploy.bringup import ServeAlias
+    from civicsense.deploy.mlflow_auth import MlflowCredentials, read_auth
+
+    cfg = config(tmp_path)
+    steps = up_plan(cfg)
+    made = next(i for i, s in enumerate(steps) if isinstance(s, MlflowCredentials))
+    render_step, = [s for s in steps if isinstance(s, Render)]
+    assert made < steps.index(render_step) and render_step.mlflow_auth_file == cfg.mlflow_auth
+    e2e = e2e_plan(cfg)
+    clients = [s for s in e2e if isinstance(s, ServeAlias) or (
+        isinstance(s, Command) and "MLFLOW_TRACKING_URI" in dict(s.env))]
+    assert clients and all(s.mlflow_auth == cfg.mlflow_auth for s in clients)
+    # a real run: the file (600), the Secrets in the rendered overlay, the env of a client
+    out = tmp_path / "env.txt"
+    client = Command("client", (sys.executable, "-c", "import os; open(" + repr(str(out)) +
+                                ", 'w').write(os.environ['MLFLOW_TRACKING_PASSWORD'])"),
+                     mlflow_auth=cfg.mlflow_auth)
+    token = cfg.workdir / "sink-token"
+    from civicsense.deploy.bringup import SinkToken
+    run_plan([SinkToken("token", token), steps[made], render_step, client], tmp_path / "crds",
+             echo=lambda _: None)
+    auth = read_auth(cfg.mlflow_auth)
+    assert oct(cfg.mlflow_auth.stat().st_mode)[-3:] == "600"
+    rendered = (cfg.workdir / "local.yaml").read_text()
+    secrets = [o for o in yaml.safe_load_all(rendered) if o["kind"] == "Secret"
+               and o["metadata"]["name"] == "civicsense-mlflow-auth"]
+    assert [s["stringData"]["password"] for s in secrets] == [auth.password] * 2
+    assert out.read_text() == auth.password
+    assert auth.password not in "\n".join(lines([client, render_step, steps[made]]))
+
+
+def test_a_dry_run_writes_no_mlflow_credentials(tmp_path):
+    cfg = config(tmp_path, kubectl=str(tmp_path / "no-such-kubectl"))
+    run_plan(up_plan(cfg), tmp_path / "crds", dry_run=True, echo=lambda _: None)
+    assert not cfg.mlflow_auth.exists()
+    rendered = (cfg.workdir / "local.yaml").read_text()
+    assert "civicsense-mlflow-auth" in rendered   # referenced by the pods, not made
+    assert not [o for o in yaml.safe_load_all(rendered) if o["kind"] == "Secret"
+                and o["metadata"]["name"] == "civicsense-mlflow-auth"]
+    assert "check-manifests-stand-in" not in rendered
