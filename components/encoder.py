@@ -54,7 +54,7 @@ def encoder_op(
     result = fit_encoder(
         Settings(), pd.read_parquet(snapshot.path), Path(encoder.path),
         FineTuneParams(epochs=epochs, batch_size=batch_size, max_len=max_len,
-                       learning_rate=learning_rate, seed=seed),
+                       learning_rate=learning_rate, seed=seed, emoji_names=True),
         fraction=fraction, split_method=split_method, validation_fraction=validation_fraction,
         sample_size=sample_size, seed=seed,
         tags={"data_version": data_version, "pipeline_run": pipeline_run}, progress=progress)

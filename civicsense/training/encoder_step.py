@@ -106,7 +106,8 @@ def fit_encoder(
     with tempfile.TemporaryDirectory() as staging:
         work = Path(staging)
         phase("exporting the encoder to ONNX (fp32 and int8)")
-        fp32 = export_onnx(fitted.model, work / "fp32.onnx", max_len=params.max_len)
+        fp32 = export_onnx(fitted.model, work / "fp32.onnx", max_len=params.max_len,
+                           emoji_names=params.emoji_names)
         int8 = quantize_int8(fp32, work / "int8.onnx")
         tokenizer = copy_tokenizer(work / "tokenizer.json")
         phase(f"choosing fp32 or int8 on {int(holdout.sum()):,} held-out training posts")

@@ -8,6 +8,7 @@ the label order in its metadata so the runtime tokenizes as training did.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from sklearn.metrics import recall_score
 from civicsense import LABELS
 from civicsense.features.encoder.runtime import (
     INPUT_NAMES,
+    METADATA_EMOJI_NAMES,
     METADATA_LABELS,
     METADATA_MAX_LEN,
     METADATA_PRECISION,
@@ -50,10 +52,12 @@ def _set_metadata(path: Path, metadata: dict[str, str]) -> None:
 
 
 def export_onnx(model: EncoderClassifier, path: str | Path, *,
-                max_len: int = DEFAULT_MAX_LEN, opset: int = OPSET) -> Path:
+                max_len: int = DEFAULT_MAX_LEN, opset: int = OPSET,
+                emoji_names: bool = True) -> Path:
     """Write `model` as an fp32 ONNX graph (TorchScript exporter: `dynamo=False` needs no
     onnxscript) with dynamic batch and sequence axes. Traced on a padded batch so the
-    attention mask stays in the graph."""
+    attention mask stays in the graph. `emoji_names` records whether the model was fine-tuned
+    on text with emoji named (tokens.name_emoji): the runtime prepares text the same way."""
     import torch
 
     from civicsense.features.encoder.net import ExportWrapper
@@ -75,6 +79,7 @@ def export_onnx(model: EncoderClassifier, path: str | Path, *,
                           dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True)
     _set_metadata(path, {METADATA_MAX_LEN: str(max_len), METADATA_LABELS: json.dumps(LABELS),
                          METADATA_PRECISION: "fp32",
+                         METADATA_EMOJI_NAMES: "1" if emoji_names else "0",
                          "civicsense.base_model": "sentence-transformers/all-MiniLM-L6-v2"})
     return path
 
@@ -95,7 +100,13 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path) -> Path:
 
     int8_path = Path(int8_path)
     int8_path.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    # The quantizer logs one INFO line per unquantized tensor on the root logger: hundreds of
+    # lines that would scroll through a run's phase display.
+    logging.disable(logging.INFO)
+    try:
+        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
     source = onnx.load(str(fp32_path), load_external_data=False)
     metadata = {prop.key: prop.value for prop in source.metadata_props}
     _set_metadata(int8_path, {**metadata, METADATA_PRECISION: "int8"})

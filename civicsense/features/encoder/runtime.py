@@ -42,6 +42,9 @@ OUTPUT_NAMES = ("embedding", "logits", "probabilities")
 METADATA_MAX_LEN = "civicsense.max_len"
 METADATA_LABELS = "civicsense.labels"
 METADATA_PRECISION = "civicsense.precision"  # "fp32" or "int8"
+# "1": the model was fine-tuned on text with emoji replaced by their names (tokens.name_emoji);
+# models exported before this key existed read raw text.
+METADATA_EMOJI_NAMES = "civicsense.emoji_names"
 FP32_BATCH_SIZE = 32
 
 
@@ -85,6 +88,7 @@ class OnnxEncoder:
         self.tokenizer_json: str | None = None
         self._session: InferenceSession | None = None
         self._tokenizer: Tokenizer | None = None
+        self._emoji_names = False
 
     @classmethod
     def embedded(cls, model_path: str | Path, tokenizer_path: str | Path,
@@ -114,6 +118,7 @@ class OnnxEncoder:
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("model_bytes", None)
         state.setdefault("tokenizer_json", None)
+        state.setdefault("_emoji_names", False)
         self.__dict__.update(state)
 
     @property
@@ -132,6 +137,7 @@ class OnnxEncoder:
             self._session = ort.InferenceSession(model, options,
                                                  providers=["CPUExecutionProvider"])
             meta = self._session.get_modelmeta().custom_metadata_map
+            self._emoji_names = meta.get(METADATA_EMOJI_NAMES) == "1"
             if self.max_len is None:
                 self.max_len = int(meta.get(METADATA_MAX_LEN, DEFAULT_MAX_LEN))
             if self.batch_size is None:
@@ -169,7 +175,7 @@ class OnnxEncoder:
         dim = width if isinstance(width, int) else 384
         embeddings = np.zeros((len(texts), dim), dtype=np.float32)
         probabilities = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        ids = encode_ids(self.tokenizer, texts)
+        ids = encode_ids(self.tokenizer, texts, emoji_names=self._emoji_names)
         assert self.batch_size is not None  # settled by the session
         for batch in length_batches([len(row) for row in ids], self.batch_size):
             input_ids, mask = pad_batch([ids[i] for i in batch])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,11 +69,30 @@ def load_tokenizer(path: str | Path | None = None, max_len: int = DEFAULT_MAX_LE
     return tokenizer
 
 
-def encode_ids(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """The token ids of each text ([CLS] … [SEP], truncated), unpadded."""
+@lru_cache(maxsize=1)
+def _emoji_names() -> dict[str, str]:
+    """vaderSentiment's emoji lexicon: each emoji's name ("smiling face with heart-eyes")."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return dict(SentimentIntensityAnalyzer().emojis)
+
+
+def name_emoji(text: str) -> str:
+    """`text` with each emoji replaced by its name, as VADER reads them: MiniLM's WordPiece
+    vocabulary has no emoji, so to the encoder every one of them is the same [UNK]."""
+    from civicsense.features.vader_linear import expand_emoji
+
+    return expand_emoji(text, _emoji_names())
+
+
+def encode_ids(tokenizer: Tokenizer, texts: Sequence[str], *,
+               emoji_names: bool = False) -> list[list[int]]:
+    """The token ids of each text ([CLS] … [SEP], truncated), unpadded; with `emoji_names`,
+    each emoji is first replaced by its name (`name_emoji`)."""
     if not texts:
         return []
-    return [encoding.ids for encoding in tokenizer.encode_batch([str(t) for t in texts])]
+    prepared = [name_emoji(str(t)) if emoji_names else str(t) for t in texts]
+    return [encoding.ids for encoding in tokenizer.encode_batch(prepared)]
 
 
 def pad_batch(ids: Sequence[Sequence[int]], pad_to: int | None = None

@@ -45,6 +45,9 @@ class FineTuneParams:
     max_steps: int | None = None
     dynamic_padding: bool = True
     pool_batches: int = 50
+    # Emoji read as their names (tokens.name_emoji); recorded in the export's metadata so the
+    # runtime prepares text the same way.
+    emoji_names: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.max_len < 2:
@@ -159,7 +162,7 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str | int],
         raise ValueError(f"need as many labels as texts, and some: {len(texts)}/{len(labels)}")
     y = encode_labels(labels)
     tokenizer = tokens.load_tokenizer(tokenizer_path, max_len=params.max_len)
-    ids = tokens.encode_ids(tokenizer, texts)
+    ids = tokens.encode_ids(tokenizer, texts, emoji_names=params.emoji_names)
     lengths = [len(row) for row in ids]
     n_batches = math.ceil(len(ids) / params.batch_size)
     total = params.epochs * n_batches
@@ -205,13 +208,14 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str | int],
 
 def predict_torch(model: EncoderClassifier, texts: Sequence[str], *,
                   max_len: int = tokens.DEFAULT_MAX_LEN, batch_size: int = 32,
-                  tokenizer_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  tokenizer_path: str | Path | None = None,
+                  emoji_names: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings float32 [n, H], probabilities float32 [n, 3]) from the torch model in eval
     mode, in input order: the reference the ONNX export is checked against."""
     import torch
 
     tokenizer = tokens.load_tokenizer(tokenizer_path, max_len=max_len)
-    ids = tokens.encode_ids(tokenizer, texts)
+    ids = tokens.encode_ids(tokenizer, texts, emoji_names=emoji_names)
     embeddings = np.zeros((len(ids), model.embedding_dim), dtype=np.float32)
     probabilities = np.zeros((len(ids), len(LABELS)), dtype=np.float32)
     was_training = model.training

@@ -272,3 +272,34 @@ def test_serving_side_scores_without_torch(exported: Exported) -> None:
         assert 'torch' not in sys.modules and 'transformers' not in sys.modules
     """)
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_emoji_are_named_for_the_encoder_whose_vocabulary_has_none() -> None:
+    from civicsense.features.encoder.tokens import name_emoji
+
+    tokenizer = load_tokenizer(max_len=32)
+    assert encode_ids(tokenizer, ["😍"]) == encode_ids(tokenizer, ["😡"])  # both [UNK]
+    named = name_emoji("so happy😍")
+    assert "😍" not in named and "heart" in named and named.startswith("so happy ")
+    loved, angry = encode_ids(tokenizer, ["😍", "😡"], emoji_names=True)
+    assert loved != angry and 100 not in loved  # 100: [UNK]
+    assert name_emoji("no emoji here") == "no emoji here"
+
+
+def test_the_runtime_names_emoji_as_the_export_says(exported: Exported) -> None:
+    encoder = OnnxEncoder(exported.fp32, exported.tokenizer, threads=1)
+    assert read_metadata(exported.fp32)["civicsense.emoji_names"] == "1"
+    embeddings, _ = encoder.encode(["😍😍", "😡😡"])
+    assert not np.allclose(embeddings[0], embeddings[1])
+    restored = pickle.loads(pickle.dumps(encoder))
+    np.testing.assert_allclose(restored.encode(["😍😍"])[0][0], embeddings[0], atol=1e-6)
+
+
+def test_quantizing_logs_no_line_per_tensor(exported: Exported, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    quantize_int8(exported.fp32, tmp_path / "again.int8.onnx")
+    assert not [r for r in caplog.records if r.levelno <= logging.INFO]
+    assert logging.getLogger().isEnabledFor(logging.INFO)  # logging is given back
