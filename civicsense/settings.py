@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIRROR_DATA = PROJECT_ROOT.parent / "shared" / "data" / "semeval2017-task4a"
@@ -20,6 +22,21 @@ PUBLIC_DATA_URL = (
 def default_data_source() -> str:
     """The mirror beside the project when it exists, else the data's public home."""
     return str(MIRROR_DATA) if MIRROR_DATA.is_dir() else PUBLIC_DATA_URL
+
+
+def proxy_networks(value: object) -> tuple[str, ...]:
+    """IPs and CIDRs, comma-separated or listed, as networks ("127.0.0.1/32"); a ValueError
+    names the first entry that is neither."""
+    entries = value.split(",") if isinstance(value, str) else list(value or ())
+    networks = []
+    for entry in (str(e).strip() for e in entries):
+        if not entry:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+    return tuple(dict.fromkeys(networks))
 
 
 class Settings(BaseSettings):
@@ -76,6 +93,11 @@ class Settings(BaseSettings):
     serve_read_timeout_seconds: float = Field(default=15.0, gt=0, description="A request's "
                                               "headers and body must arrive within this time "
                                               "(slow or stalled connections are closed).")
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="IPs and CIDRs (comma-separated) of the proxies in front of "
+        "the model server and the sink. Only from these peers do X-Forwarded-For, Forwarded "
+        "and X-Real-IP count: every limit keyed on the peer then takes the right-most "
+        "forwarded address that is not one of them (empty: trust none, the TCP peer counts).")
     model_version: str | None = Field(
         default=None,
         description="Registered version of a model loaded from a directory (set on the cluster "
@@ -150,10 +172,6 @@ class Settings(BaseSettings):
                                              "writing the feedback log itself (the cluster).")
     feedback_forward_timeout: float = Field(default=5.0, gt=0, description="Seconds the "
                                             "server waits for the sink to take a feedback.")
-    feedback_trusted_proxy_hops: int = Field(default=0, ge=0, description="Proxies in front "
-                                             "of the server that append to X-Forwarded-For: "
-                                             "the peer limit counts the address the outermost "
-                                             "one saw (0: the TCP peer).")
 
     # labelqueue (issue 14): the labeling queue and the trust rule for readers' feedback.
     feedback_min_clients: int = Field(default=3, ge=1, description="Distinct client ids that "
@@ -191,6 +209,11 @@ class Settings(BaseSettings):
                               "(0: every core).")
     tune_max_rounds: int = Field(default=1000, ge=100, description="Most boosting rounds a "
                                  "trial may draw.")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: object) -> tuple[str, ...]:
+        return proxy_networks(value)
 
     @cached_property
     def home_dir(self) -> Path:

@@ -123,6 +123,7 @@ def sink_command(
     from an allowed InferenceService's logger (CIVICSENSE_SINK_LOGGER_SOURCES)."""
     import uvicorn
 
+    from civicsense.monitoring.request_edge import proxy_options
     from civicsense.monitoring.sink import create_app
 
     settings = get_settings()
@@ -130,8 +131,11 @@ def sink_command(
         fail(f"no CIVICSENSE_SINK_TOKEN: refusing to accept unauthenticated events on {host} "
              "(set the token, bind --host 127.0.0.1, or pass --allow-unauthenticated)")
     # Slow or idle connections are closed: h11 reads headers and bodies with these limits.
+    # Forwarded headers count only from CIVICSENSE_TRUSTED_PROXIES (uvicorn's default trusts
+    # 127.0.0.1, so a proxy on the host would pass spoofed addresses on to the peer limit).
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
-                timeout_keep_alive=5, limit_concurrency=256, h11_max_incomplete_event_size=65536)
+                timeout_keep_alive=5, limit_concurrency=256, h11_max_incomplete_event_size=65536,
+                **proxy_options(settings.trusted_proxies))
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,12 @@ from civicsense.monitoring.feedback_log import (
     BadFeedback,
     make_feedback,
 )
+from civicsense.monitoring.request_edge import (
+    duplicate_key,
+    duplicate_key_message,
+    is_blank,
+    strip_bom,
+)
 from civicsense.settings import Settings
 
 FIELDS = ("text", "label", "model_version", "predicted_label", "client_id")
@@ -91,8 +97,9 @@ def check_feedback(body: Any, max_text_chars: int) -> Feedback:
     if missing:
         raise FeedbackRejected(f"missing {', '.join(repr(f) for f in missing)}")
     text = body["text"]
-    if not isinstance(text, str) or not text.strip():
-        raise FeedbackRejected('"text" must be a non-empty string: the post the badge is on')
+    if not isinstance(text, str) or is_blank(text):
+        raise FeedbackRejected('"text" must be a non-empty string (not only blanks or '
+                               'invisible characters): the post the badge is on')
     if len(text) > max_text_chars:
         raise FeedbackRejected(f'"text" has {len(text)} characters; at most {max_text_chars}')
     try:
@@ -113,11 +120,16 @@ def check_feedback(body: Any, max_text_chars: int) -> Feedback:
 
 
 def parse_feedback(raw: bytes, max_text_chars: int) -> Feedback:
-    """check_feedback of a raw JSON body."""
+    """check_feedback of a raw JSON body (a leading UTF-8 BOM ignored, a key sent twice
+    refused)."""
+    raw = strip_bom(raw)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:  # also raised for invalid UTF-8
         raise FeedbackRejected(f"the body is not valid JSON: {error}") from None
+    duplicate = duplicate_key(raw)
+    if duplicate is not None:
+        raise FeedbackRejected(duplicate_key_message(duplicate))
     return check_feedback(body, max_text_chars)
 
 
@@ -181,14 +193,3 @@ class FeedbackLimits:
             self.peers.give_back(peer)
             raise FeedbackRejected(f"too much feedback from this client: try again in "
                                    f"{math.ceil(wait)} s", 429, max(1, math.ceil(wait)))
-
-
-def peer_address(client_host: str | None, forwarded_for: str | None, trusted_hops: int) -> str:
-    """The address a request's peer limit counts: the TCP peer, or with `trusted_hops` proxies
-    in front (each appending to X-Forwarded-For) the address the outermost trusted one saw.
-    A client can prepend anything to X-Forwarded-For, so only the trusted hops' entries count."""
-    host = client_host or "unknown"
-    if trusted_hops <= 0 or not forwarded_for:
-        return host
-    hops = [part.strip() for part in forwarded_for.split(",") if part.strip()]
-    return hops[-trusted_hops] if len(hops) >= trusted_hops else (hops[0] if hops else host)

@@ -41,6 +41,7 @@ from starlette.requests import ClientDisconnect
 
 from civicsense import LABELS
 from civicsense.monitoring.inference_log import InferenceLogger
+from civicsense.monitoring.request_edge import strip_bom
 from civicsense.monitoring.sink_auth import (
     bearer_ok,
     check_token,
@@ -138,6 +139,7 @@ def parse_event(headers, raw: bytes) -> tuple[str, str, Any, int]:
 
 
 def _parse_event(headers, raw: bytes) -> tuple[str, str, Any, int]:
+    raw = strip_bom(raw)  # the model server accepts a body with one: so its logged copy too
     try:
         body: Any = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError as error:

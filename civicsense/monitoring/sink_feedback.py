@@ -18,9 +18,9 @@ from civicsense.monitoring.feedback_intake import (
     FeedbackRejected,
     feedback_body_limit,
     parse_feedback,
-    peer_address,
 )
 from civicsense.monitoring.feedback_log import write_feedback
+from civicsense.monitoring.request_edge import client_address
 from civicsense.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ def install_sink_feedback(app, settings: Settings, authorized, read_body, TooLar
             tcp_peer = request.client.host if request.client else None
             # The server's word for the reader's address counts only from a holder of the token.
             forwarded = request.headers.get(PEER_HEADER) if has_token else None
-            peer = forwarded or peer_address(tcp_peer, request.headers.get("x-forwarded-for"),
-                                             settings.feedback_trusted_proxy_hops)
+            peer = forwarded or client_address(tcp_peer, request.headers,
+                                               settings.trusted_proxies)
             limits.admit(parsed.client_id, peer)
             record = parsed.record()
         except TimeoutError:

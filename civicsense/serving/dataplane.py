@@ -1,5 +1,6 @@
-"""KServe's DataPlane with the model version in the V2 metadata, and malformed bodies (which
-KServe's decoders answer with KeyError/TypeError, i.e. 500) turned into 400s."""
+"""KServe's DataPlane with the model version in the V2 metadata, no extension advertised that
+answers 404, and malformed bodies (which KServe's decoders answer with KeyError/TypeError,
+i.e. 500) turned into 400s."""
 
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ class VersionedDataPlane(DataPlane):
 
     async def ready(self) -> bool:
         return self._all_ready() and await super().ready()
+
+    def metadata(self) -> dict:
+        # KServe advertises the model-repository extension, whose routes answer 404 here
+        # (RepositoryRoutesOff): advertise only what works.
+        return {**super().metadata(), "extensions": []}
 
     async def model_metadata(self, model_name: str) -> dict:
         metadata = await super().model_metadata(model_name)

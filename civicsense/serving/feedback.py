@@ -22,9 +22,9 @@ from civicsense.monitoring.feedback_intake import (
     FeedbackRejected,
     feedback_body_limit,
     parse_feedback,
-    peer_address,
 )
 from civicsense.monitoring.feedback_log import write_feedback
+from civicsense.monitoring.request_edge import client_address
 from civicsense.monitoring.sink_auth import check_token
 from civicsense.serving.http import log_client_error
 from civicsense.settings import Settings
@@ -100,15 +100,19 @@ def install_feedback_route(app, models, settings: Settings) -> None:
         return JSONResponse({"error": str(error)}, status_code=error.status,
                             headers=error.headers())
 
+    def check_version(model, feedback: Feedback) -> None:
+        """Feedback is on a badge this server drew: a server serves one version for its life
+        (a new version is a new rollout), so any other is refused, naming the served one."""
+        loaded = getattr(model, "loaded", None)
+        served = loaded.version_tag if loaded is not None else None
+        if feedback.model_version != served:
+            raise FeedbackRejected(f'"model_version" must be the version this server serves, '
+                                   f"{served}: the one its predictions carry")
+
     async def predicted_label(model, feedback: Feedback) -> str | None:
-        """The badge's label when the client did not send it: only the version served now can
-        say (for another version the client must send it)."""
+        """The badge's label when the client did not send it, from the version served."""
         if feedback.predicted_label is not None:
             return None
-        loaded = getattr(model, "loaded", None)
-        if loaded is None or feedback.model_version != loaded.version_tag:
-            raise FeedbackRejected('"predicted_label" is required when "model_version" is not '
-                                   "the version this server serves")
         probabilities, _ = await model._score_within_budget([feedback.text])
         return LABELS[int(probabilities[0].argmax())]
 
@@ -124,9 +128,11 @@ def install_feedback_route(app, models, settings: Settings) -> None:
                 raise FeedbackRejected(f"the feedback body is {len(raw)} bytes; at most "
                                        f"{body_limit}", 413)
             feedback = parse_feedback(raw, settings.max_text_chars)
-            peer = peer_address(request.client.host if request.client else None,
-                                request.headers.get("x-forwarded-for"),
-                                settings.feedback_trusted_proxy_hops)
+            check_version(model, feedback)
+            # Forwarded headers count only from Settings.trusted_proxies: uvicorn is set alike
+            # (server.py), so a spoofed X-Forwarded-For never picks the bucket.
+            peer = client_address(request.client.host if request.client else None,
+                                  request.headers, settings.trusted_proxies)
             limits.admit(feedback.client_id, peer)
             record = feedback.record(await predicted_label(model, feedback))
             await writer.write(record, peer)

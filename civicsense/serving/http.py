@@ -1,6 +1,7 @@
 """The HTTP edge of the server: one `{"error": …}` shape for every client error, logged as one
 line; 503 + Retry-After when a request is out of time or no model process is alive; a
-request-body size limit; and KServe's logging minus its per-request lines and 4xx tracebacks."""
+request-body size limit; strict JSON bodies; and KServe's logging minus its per-request lines
+and 4xx tracebacks."""
 
 from __future__ import annotations
 
@@ -21,14 +22,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
+from civicsense.monitoring.request_edge import (
+    BOM,
+    duplicate_key,
+    duplicate_key_message,
+    strip_bom,
+)
 from civicsense.serving.budget import RETRY_AFTER_SECONDS, RequestTimedOut
 from civicsense.serving.model_processes import ModelProcessDied
 from civicsense.serving.validation import first_error
 
-# What KServe's own handlers answer with a 4xx (or a 503 that is no server fault): they log
-# each with a full traceback; OneLineClientErrors makes that one line.
+# What KServe's own handlers answer with a 4xx, a 501 or a 503 that is no server fault: they
+# log each with a full traceback; OneLineClientErrors makes that one line.
 CLIENT_ERRORS = (InvalidInput, ModelNotFound, ModelNotReady, UnsupportedProtocol,
-                 ServerNotLive, ServerNotReady)
+                 ServerNotLive, ServerNotReady, NotImplementedError)
+BINARY_HEADER = b"inference-header-content-length"  # V2 binary extension: JSON part's length
 MAX_LOGGED_CHARS = 300
 
 
@@ -123,6 +131,77 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, counted_receive, send)
+
+
+class StrictJsonBodies:
+    """ASGI middleware for POST bodies, before any route reads them: a leading UTF-8 BOM is
+    dropped (V1 and the feedback route parse with orjson, which refuses one; V2 with Python's
+    json, which skips it: both now accept it alike), and a JSON object holding a key twice is a
+    400 `{"error": …}` (the JSON part of a V2 binary-extension body too). A body that is no
+    JSON goes on untouched: the route's own parser says what is wrong. Install it inside
+    BodySizeLimit, which bounds what this buffers."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            return await self.app(scope, receive, send)
+        try:
+            messages, body = await self._read(receive)
+        except StarletteHTTPException as error:  # BodySizeLimit's 413, raised from receive
+            return await self._refuse(scope, receive, send, error.status_code, str(error.detail))
+        if messages[-1]["type"] == "http.request":  # else gone: the route sees the disconnect
+            json_length = dict(scope["headers"]).get(BINARY_HEADER, b"").decode("latin-1")
+            json_length = json_length.strip()
+            if body.startswith(BOM):
+                body = strip_bom(body)
+                scope = {**scope, "headers": _without_bom(scope["headers"])}
+                if json_length.isdigit():
+                    json_length = str(max(int(json_length) - len(BOM), 0))
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+            json_part = body[:int(json_length)] if json_length.isdigit() else body
+            duplicate = duplicate_key(json_part) if json_part else None
+            if duplicate is not None:
+                return await self._refuse(scope, receive, send, 400,
+                                          duplicate_key_message(duplicate))
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _read(receive) -> tuple[list[dict], bytes]:
+        """Every message of the body (a disconnect too, for the route to see), and the body."""
+        messages, chunks = [], []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        return messages, b"".join(chunks)
+
+    @staticmethod
+    async def _refuse(scope, receive, send, status: int, message: str):
+        logger.warning("%d %s %s: %s", status, scope.get("method"), scope.get("path"),
+                       _one_line(message))
+        response = JSONResponse({"error": message}, status_code=status)
+        return await response(scope, receive, send)
+
+
+def _without_bom(headers: list) -> list:
+    """Request headers for the body without its BOM: Content-Length, and the binary
+    extension's JSON length (the BOM was part of the JSON), shorter by the BOM."""
+    changed = []
+    for name, value in headers:
+        if name in (b"content-length", BINARY_HEADER) and value.strip().isdigit():
+            value = str(max(int(value) - len(BOM), 0)).encode()
+        changed.append((name, value))
+    return changed
 
 
 def log_config(access_log: bool) -> dict:

@@ -9,11 +9,18 @@ import os
 import time
 import warnings
 
+from civicsense.monitoring.request_edge import is_blank, proxy_options
 from civicsense.serving.connections import guarded_protocol
 from civicsense.serving.dataplane import RepositoryRoutesOff, VersionedDataPlane
 from civicsense.serving.feedback import install_feedback_route
-from civicsense.serving.http import BodySizeLimit, install_error_handlers, log_config
+from civicsense.serving.http import (
+    BodySizeLimit,
+    StrictJsonBodies,
+    install_error_handlers,
+    log_config,
+)
 from civicsense.serving.predictor import SentimentKServeModel
+from civicsense.serving.routes import install_model_routes
 from civicsense.settings import Settings
 
 
@@ -40,39 +47,60 @@ def serve(settings: Settings, model_uri: str | None = None, model_name: str | No
                                  processes=workers)
     kserve.logging.logger.info("loading model %s …", model.model_uri)
     model.load()
-    # KServe serves the app object of kserve.model_server: our handlers and limit go on it.
-    install_error_handlers(model_server.app)
-    model_server.app.add_middleware(BodySizeLimit, max_bytes=settings.body_limit)
+    is_blank("warm")  # builds its table of invisible characters now, not on a first request
     # One uvicorn process: the model processes spread requests, not uvicorn workers (see
     # civicsense.serving.model_processes for why).
     options = {"enable_grpc": False, "enable_latency_logging": False, **(server_options or {})}
     server = _model_server_class()(http_port=port or settings.serve_port, workers=1, **options)
     server.dataplane = VersionedDataPlane(model_registry=server.registered_models)
-    # POST /v1/models/<name>/feedback, in this (the HTTP) process: rate limits per server.
-    install_feedback_route(model_server.app, server.registered_models, settings)
+    # KServe serves the app object of kserve.model_server: ours go on it before its own routes.
+    install_app(model_server.app, server.registered_models, server.dataplane, settings)
     server.model_repository_extension = RepositoryRoutesOff(server.registered_models)
-    server.read_timeout = settings.serve_read_timeout_seconds
+    server.settings = settings
     server.ready_message = (
         "ready in %.1f s (version %s, %d model process%s)",
         started, model.loaded.version_tag, workers, "" if workers == 1 else "es")
     server.start([model])
 
 
+def install_app(app, models, dataplane, settings: Settings) -> None:
+    """Everything this server adds to KServe's FastAPI `app`, before KServe registers its own
+    routes and handlers on it at start: the error handlers, strict JSON bodies inside the body
+    limit, the feedback route (in this, the HTTP, process: rate limits per server), and the
+    versioned V2 routes and `:explain` answered our way. `models` is the server's model
+    repository, `dataplane` its data plane."""
+    install_error_handlers(app)
+    app.add_middleware(StrictJsonBodies)  # added first: inside the limit, which bounds it
+    app.add_middleware(BodySizeLimit, max_bytes=settings.body_limit)
+    install_feedback_route(app, models, settings)
+    install_model_routes(app, models, dataplane)
+
+
+def configure_uvicorn(config, settings: Settings) -> None:
+    """What this server changes in the uvicorn config KServe builds: uvicorn's h11 protocol
+    with read deadlines (civicsense.serving.connections), and forwarded headers honoured only
+    from `settings.trusted_proxies` (uvicorn's default trusts X-Forwarded-For from 127.0.0.1
+    and rewrites the client address before any route reads it)."""
+    config.http = guarded_protocol(settings.serve_read_timeout_seconds)
+    for name, value in proxy_options(settings.trusted_proxies).items():
+        setattr(config, name, value)
+
+
 def _model_server_class():
-    """kserve.ModelServer with two additions at the moment it starts serving: uvicorn's h11
-    protocol with read deadlines (civicsense.serving.connections), and the "ready in" line."""
+    """kserve.ModelServer with two additions at the moment it starts serving: its uvicorn
+    configured by configure_uvicorn, and the "ready in" line."""
     from kserve import ModelServer
     from kserve.logging import logger
 
     class CivicSenseModelServer(ModelServer):
-        read_timeout: float = 15.0
+        settings: Settings | None = None
         ready_message: tuple = ()
 
         async def _serve(self):
             # start() has built the REST server; uvicorn reads its config when it serves.
             rest = getattr(self, "_rest_server", None)
             if rest is not None:
-                rest.config.http = guarded_protocol(self.read_timeout)
+                configure_uvicorn(rest.config, self.settings)  # serve() sets them
             for model in self.registered_models.get_models().values():
                 pool = getattr(model, "pool", None)
                 if pool is not None:

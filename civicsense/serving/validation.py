@@ -15,6 +15,8 @@ import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
+from civicsense.monitoring.request_edge import is_blank
+
 INPUT_NAME = "text"
 
 
@@ -26,8 +28,8 @@ class Limits:
 
 
 def check_texts(items: Any, limits: Limits, where: str = "instances") -> list[str]:
-    """A non-empty list of at most max_batch non-blank strings of at most max_text_chars, and
-    at most max_request_chars in all."""
+    """A non-empty list of at most max_batch non-blank strings (something visible in each) of
+    at most max_text_chars, and at most max_request_chars in all."""
     if not isinstance(items, list):
         raise InvalidInput(f'"{where}" must be a list of strings')
     if not items:
@@ -44,8 +46,9 @@ def check_texts(items: Any, limits: Limits, where: str = "instances") -> list[st
                 raise InvalidInput(f'"{where}"[{i}] is not valid UTF-8') from None
         if not isinstance(item, str):
             raise InvalidInput(f'"{where}"[{i}] must be a string, not {type(item).__name__}')
-        if not item.strip():
-            raise InvalidInput(f'"{where}"[{i}] is an empty text')
+        if is_blank(item):
+            raise InvalidInput(f'"{where}"[{i}] is an empty text (only blanks or invisible '
+                               "characters)")
         if len(item) > limits.max_text_chars:
             raise InvalidInput(f'"{where}"[{i}] has {len(item)} characters; at most '
                                f"{limits.max_text_chars}")

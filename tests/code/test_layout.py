@@ -29,8 +29,8 @@ ALLOWED = {
     # the server writes the payload and feedback logs; never KFP (orchestration), nor the rest
     # of monitoring.
     "serving": {"monitoring.inference_log", "monitoring.feedback_log",
-                "monitoring.feedback_intake", "monitoring.sink_auth", "training", "features",
-                "data"},
+                "monitoring.feedback_intake", "monitoring.sink_auth",
+                "monitoring.request_edge", "training", "features", "data"},
     "rollout": {"serving", "monitoring", "orchestration", "training", "features", "data"},
     # labeling reads the payload and feedback logs and writes ingest-shaped snapshots; it never
     # reaches the server (nor the drift monitor or training).

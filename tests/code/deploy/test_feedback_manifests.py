@@ -46,3 +46,18 @@ def test_rollouts_keep_the_forwarding(rendered, find):
     assert restored["spec"]["predictor"]["model"]["envFrom"] == model["envFrom"]
     canary = standard_canary_patch(model, "gs://b/m2", "2", "run2", 10)
     assert canary["spec"]["canary"][0]["predictor"]["model"]["envFrom"] == model["envFrom"]
+
+
+def test_the_predictor_trusts_forwarded_headers_only_from_its_in_pod_proxies(rendered, find,
+                                                                             monkeypatch):
+    """The payload logger puts KServe's agent (a reverse proxy to 127.0.0.1) in front of the
+    predictor in both modes, Knative's queue-proxy too in Knative mode: loopback is trusted,
+    and nothing else."""
+    for overlay, objects in rendered.items():
+        isvc = find(objects, "InferenceService", "civicsense-sentiment")
+        assert isvc["spec"]["predictor"]["logger"]["url"], overlay
+        config_ref = isvc["spec"]["predictor"]["model"]["envFrom"][0]["configMapRef"]
+        config = find(objects, "ConfigMap", config_ref["name"])
+        monkeypatch.setenv("CIVICSENSE_TRUSTED_PROXIES", config["data"][
+            "CIVICSENSE_TRUSTED_PROXIES"])
+        assert Settings().trusted_proxies == ("127.0.0.1/32", "::1/128"), overlay

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from civicsense import LABELS
 from civicsense.features.featurizer import DESCRIPTOR_NAMES
 from civicsense.monitoring.inference_log import RECORD_COLUMNS, make_records, read_log
-from civicsense.monitoring.sink import REQUEST_TYPE, RESPONSE_TYPE, create_app
+from civicsense.monitoring.sink import REQUEST_TYPE, RESPONSE_TYPE, create_app, parse_event
 from civicsense.settings import Settings
 
 TEXTS = ["Vote yes on the reform! :)", "this bill is a disaster", "hearing moved to Tuesday"]
@@ -93,6 +93,14 @@ def test_structured_mode_and_unusable_events(sink):
     assert len(read_log(settings.inference_log, settings)) == 3
     stats = client.get("/stats").json()
     assert stats["bad"] == 3 and stats["pending"] == 1
+
+
+def test_a_logged_body_with_a_bom_reads_like_one_without():
+    """The server accepts a request body with a leading UTF-8 BOM; KServe's logger passes it
+    on as the client sent it."""
+    headers = {"ce-id": "ev-1", "ce-type": REQUEST_TYPE}
+    raw = json.dumps({"instances": TEXTS}).encode()
+    assert parse_event(headers, b"\xef\xbb\xbf" + raw) == parse_event(headers, raw)
 
 
 def test_the_sink_writes_to_gcs(gcs, tmp_path):

@@ -3,6 +3,8 @@ same 4xx checks and 429 limits as the server's route; the token guards it like /
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -15,10 +17,13 @@ GOOD = {"text": "Raising the pension age is fine by me", "label": "positive",
         "model_version": "2+run42", "predicted_label": "negative", "client_id": "reader-0001"}
 
 
+PEER = ("198.51.100.7", 50000)  # the TCP peer of every request
+
+
 def sink(tmp_path, **overrides):
     settings = Settings(home=tmp_path / "home", inference_log_uri=str(tmp_path / "log"),
                         feedback_log_uri=str(tmp_path / "feedback"), **overrides)
-    return settings, TestClient(create_app(settings))
+    return settings, TestClient(create_app(settings), client=PEER)
 
 
 def test_feedback_lands_in_the_feedback_log(tmp_path):
@@ -42,6 +47,7 @@ def test_feedback_lands_in_the_feedback_log(tmp_path):
     ({**GOOD, "client_id": "x"}, 400, "client_id"),
     ({**GOOD, "text": "y" * 2001}, 400, "at most 2000"),
     ({**GOOD, "text": "\u2028" * 30_000}, 413, "limit"),
+    ({**GOOD, "text": "\u200b\u202e"}, 400, '"text" must be a non-empty string'),
 ])
 def test_bad_feedback_is_a_json_4xx_and_nothing_is_written(tmp_path, body, status, message):
     settings, client = sink(tmp_path)
@@ -109,3 +115,35 @@ def test_an_unwritable_log_is_a_503_with_retry_after(tmp_path):
         answer = client.post("/feedback", json=GOOD)
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
     assert "cannot be written" in answer.json()["error"]
+
+
+def _flood(client, spoofed: list[str]) -> list[int]:
+    """One feedback per spoofed X-Forwarded-For address, each under a fresh client id."""
+    return [client.post("/feedback", json={**GOOD, "client_id": f"reader-{i:04d}"}, headers={
+        "X-Forwarded-For": address}).status_code for i, address in enumerate(spoofed)]
+
+
+SPOOFED = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"]
+
+
+def test_a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_move_the_peer_limit(tmp_path):
+    _, client = sink(tmp_path, feedback_peer_rate_per_minute=2)
+    with client:
+        assert _flood(client, SPOOFED) == [200, 200, 429, 429]
+
+
+def test_from_a_trusted_proxy_the_forwarded_address_is_the_peer(tmp_path):
+    _, client = sink(tmp_path, feedback_peer_rate_per_minute=2, trusted_proxies=PEER[0])
+    with client:
+        assert _flood(client, SPOOFED) == [200] * 4
+        assert _flood(client, ["6.6.6.6, 203.0.113.9"] * 3) == [200, 200, 429]
+
+
+def test_a_bom_is_ignored_and_a_key_sent_twice_is_a_400(tmp_path):
+    settings, client = sink(tmp_path)
+    raw = json.dumps(GOOD).encode()
+    with client:
+        assert client.post("/feedback", content=b"\xef\xbb\xbf" + raw).status_code == 200
+        twice = client.post("/feedback", content=raw[:-1] + b', "label": "neutral"}')
+    assert twice.status_code == 400 and "twice" in twice.json()["error"]
+    assert read_feedback(settings.feedback_log, settings).label.tolist() == ["positive"]

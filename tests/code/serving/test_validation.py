@@ -52,6 +52,7 @@ def test_good_texts_pass_through():
 @pytest.mark.parametrize("items, message", [
     ("a", "must be a list"), ([], "is empty"), (["a"] * 4, "at most 3"),
     (["a", 1], "must be a string"), ([""], "empty text"), ([" \n"], "empty text"),
+    (["\u200b\u202e"], "empty text"), (["\ufeff"], "empty text"),
     (["x" * 11], "at most 10"), (["\ud800"], "UTF-8"), ([b"\xff"], "UTF-8"),
 ])
 def test_bad_texts_are_invalid_input(items, message):
