@@ -7,9 +7,14 @@ civicsense.features.store sets to the state directory ($CIVICSENSE_HOME/feast)."
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Array, Float32
+from feast.types import Float32
 
-from civicsense.features.featurizer import DESCRIPTOR_NAMES, FEATURE_SERVICE
+from civicsense.features.featurizer import (
+    DESCRIPTOR_NAMES,
+    ENCODER_NAMES,
+    FEATURE_SERVICE,
+    LEXICAL_NAMES,
+)
 
 FEATURES_FILE = "post_features.parquet"
 # Posts never stop being the posts they were; the ttl just has to span the data (2011 onwards).
@@ -34,23 +39,24 @@ post_descriptors = FeatureView(
     description="Cheap stateless text descriptors (lengths, emoji, negations, VADER).",
 )
 
-post_text_vectors = FeatureView(
-    name="post_text_vectors",
+post_lexical_scores = FeatureView(
+    name="post_lexical_scores",
     entities=[post],
     ttl=POST_TTL,
-    schema=[Field(name="lexical_scores", dtype=Array(Float32))],
+    schema=[Field(name=name, dtype=Float32) for name in LEXICAL_NAMES],
     source=post_features_source,
     online=True,
     description="The fitted lexical scorer's score per label (out-of-fold for training posts).",
 )
 
-# 387 floats a post: training reads them offline; the server computes them from the request's
-# text, so they are not materialized online. Empty lists when the run had no encoder.
+# 387 floats a post, one Float32 feature each (featurizer.OPTIONAL_BLOCKS says why no Array):
+# training reads them offline; the server computes them from the request's text, so they are
+# not materialized online. NaN when the run had no encoder, and for the posts it was tuned on.
 post_encoder_vectors = FeatureView(
     name="post_encoder_vectors",
     entities=[post],
     ttl=POST_TTL,
-    schema=[Field(name="encoder_outputs", dtype=Array(Float32))],
+    schema=[Field(name=name, dtype=Float32) for name in ENCODER_NAMES],
     source=post_features_source,
     online=False,
     description="The fine-tuned encoder's head probabilities and sentence embedding.",
@@ -58,7 +64,7 @@ post_encoder_vectors = FeatureView(
 
 sentiment_features = FeatureService(
     name=FEATURE_SERVICE,
-    features=[post_descriptors, post_text_vectors, post_encoder_vectors],
+    features=[post_descriptors, post_lexical_scores, post_encoder_vectors],
     description="Everything the civicsense-sentiment model reads.",
 )
 
@@ -66,9 +72,9 @@ sentiment_features = FeatureService(
 # materialized view, not the offline-only encoder outputs.
 sentiment_online_features = FeatureService(
     name=f"{FEATURE_SERVICE}_online",
-    features=[post_descriptors, post_text_vectors],
+    features=[post_descriptors, post_lexical_scores],
     description="The civicsense-sentiment features the online store holds.",
 )
 
-DEFINITIONS = [post, post_features_source, post_descriptors, post_text_vectors,
+DEFINITIONS = [post, post_features_source, post_descriptors, post_lexical_scores,
                post_encoder_vectors, sentiment_features, sentiment_online_features]

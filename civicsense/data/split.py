@@ -44,6 +44,13 @@ def stratified_sample(frame: pd.DataFrame, size: int, seed: int = 0) -> pd.DataF
     return frame.loc[frame.index.isin(picked.index)]
 
 
+def labelled_rows(rows: pd.DataFrame) -> np.ndarray:
+    """Which rows come from labelled snapshots (data.merge.is_labelled), as a boolean mask."""
+    if "source" not in rows:
+        return np.zeros(len(rows), dtype=bool)
+    return is_labelled(rows["source"]).to_numpy()
+
+
 def sample_and_split(snapshot: pd.DataFrame, method: SplitMethod = "time",
                      validation_fraction: float = 0.2, sample_size: int = 0,
                      seed: int = 0) -> pd.DataFrame:
@@ -53,8 +60,7 @@ def sample_and_split(snapshot: pd.DataFrame, method: SplitMethod = "time",
     time is when its post was served, after every base post, so the latest-posts rule would
     validate on all of them and train on none. The random split treats them like any row."""
     snapshot = snapshot.reset_index(drop=True)
-    labelled = (is_labelled(snapshot["source"]).to_numpy() if "source" in snapshot
-                else np.zeros(len(snapshot), dtype=bool))
+    labelled = labelled_rows(snapshot)
     base = stratified_sample(snapshot[~labelled], sample_size, seed)
     kept = labelled | snapshot.index.isin(base.index)
     rows, labelled = snapshot[kept].reset_index(drop=True), labelled[kept]
@@ -72,8 +78,6 @@ def training_slice(rows: pd.DataFrame, fraction: float, seed: int = 0) -> np.nda
     labelled snapshots are never in it: the model on top always trains on new labels."""
     if not 0 < fraction < 1:
         raise ValueError(f"the slice fraction must be in (0, 1), got {fraction}")
-    labelled = (is_labelled(rows["source"]).to_numpy() if "source" in rows
-                else np.zeros(len(rows), dtype=bool))
-    train = rows[(rows["split"] == "train").to_numpy() & ~labelled]
+    train = rows[(rows["split"] == "train").to_numpy() & ~labelled_rows(rows)]
     picked = train.groupby("label", group_keys=False).sample(frac=fraction, random_state=seed)
     return rows.index.isin(picked.index)

@@ -40,10 +40,11 @@ LEXICAL_NAMES: tuple[str, ...] = tuple(f"lexical_{label}" for label in LABELS)
 EMBEDDING_DIM = 384
 ENCODER_NAMES: tuple[str, ...] = (*(f"encoder_{label}" for label in LABELS),
                                   *(f"embedding_{i:03d}" for i in range(EMBEDDING_DIM)))
-# Blocks stored in Feast as one Array(Float32) feature each, in feature order. A featurizer
-# without an encoder stores empty encoder_outputs lists, and its models never read them.
-VECTOR_BLOCKS: dict[str, tuple[str, ...]] = {"lexical_scores": LEXICAL_NAMES,
-                                             "encoder_outputs": ENCODER_NAMES}
+# Feast stores every feature as its own Float32 column: its file offline store hands list
+# columns to Dask, which tokenizes them by pickling row by row, and Array(Float32) views made
+# each point-in-time join of the full data cost 50-90 s. The encoder's block is optional: a
+# featurizer without it stores NaN columns, and a block NaN throughout is read back as absent.
+OPTIONAL_BLOCKS: dict[str, tuple[str, ...]] = {"encoder": ENCODER_NAMES}
 # The Feast feature service holding every feature the model reads (feature_repo/definitions.py).
 FEATURE_SERVICE = "civicsense_sentiment"
 
@@ -161,8 +162,9 @@ class Featurizer:
     probabilities and embedding), as one flat float32 frame in `feature_names` order.
 
     The encoder is fitted before the featurizer (the pipeline's encoder step), on a slice of the
-    training split that the booster downstream never trains on: its outputs are in-sample only
-    there. It travels inside the featurizer (OnnxEncoder.embedded), so serving needs no files."""
+    training split that the booster downstream never trains on: its outputs are in-sample
+    there (the feature build stores them as NaN). It travels inside the featurizer
+    (OnnxEncoder.embedded), so serving needs no files."""
 
     lexical: LexicalScorer = field(default_factory=LexicalScorer)
     encoder: OnnxEncoder | None = None
@@ -176,28 +178,38 @@ class Featurizer:
         encoder = ENCODER_NAMES if self.encoder is not None else ()
         return [*DESCRIPTOR_NAMES, *LEXICAL_NAMES, *encoder]
 
-    def fit_transform(self, texts: Sequence[str], labels: Sequence[str]) -> pd.DataFrame:
-        """Fit on training texts and labels; their features (lexical scores out-of-fold)."""
+    def fit_transform(self, texts: Sequence[str], labels: Sequence[str],
+                      encoded: np.ndarray | None = None) -> pd.DataFrame:
+        """Fit on training texts and labels; their features (lexical scores out-of-fold).
+        `encoded`: this featurizer's encoder outputs for the texts, already computed
+        (encoder_matrix), so they are not encoded again."""
         label_ids = encode_labels(labels)
         lexical = self.lexical.fit_oof(list(texts), label_ids)
-        return self._frame(texts, lexical)
+        return self._frame(texts, lexical, encoded)
 
-    def transform(self, texts: Sequence[str]) -> pd.DataFrame:
+    def transform(self, texts: Sequence[str], encoded: np.ndarray | None = None
+                  ) -> pd.DataFrame:
         """Features of any texts: the same code path the model server runs."""
-        return self._frame(texts, self.lexical.scores(list(texts)))
+        return self._frame(texts, self.lexical.scores(list(texts)), encoded)
 
-    def _frame(self, texts: Sequence[str], lexical: np.ndarray) -> pd.DataFrame:
+    def _frame(self, texts: Sequence[str], lexical: np.ndarray,
+               encoded: np.ndarray | None) -> pd.DataFrame:
         frame = describe(texts)
         frame[list(LEXICAL_NAMES)] = lexical
         if self.encoder is not None:
-            embeddings, probabilities = self.encoder.encode(list(texts))
-            if embeddings.shape[1] != EMBEDDING_DIM:
-                raise ValueError(f"the encoder's embedding is {embeddings.shape[1]} wide, "
-                                 f"the features expect {EMBEDDING_DIM}")
-            encoded = pd.DataFrame(np.hstack([probabilities, embeddings]).astype(np.float32),
-                                   columns=list(ENCODER_NAMES), index=frame.index)
-            frame = pd.concat([frame, encoded], axis=1)
+            if encoded is None:
+                encoded = encoder_matrix(*self.encoder.encode(list(texts)))
+            if encoded.shape != (len(frame), len(ENCODER_NAMES)):
+                raise ValueError(f"the encoder's outputs are {encoded.shape[1]} wide, the "
+                                 f"features expect {len(ENCODER_NAMES)}")
+            frame = pd.concat([frame, pd.DataFrame(encoded, columns=list(ENCODER_NAMES),
+                                                   index=frame.index)], axis=1)
         return frame[self.feature_names]
+
+
+def encoder_matrix(embeddings: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """The encoder's outputs as feature columns, in ENCODER_NAMES order (float32)."""
+    return np.hstack([probabilities, embeddings]).astype(np.float32)
 
 
 def encode_labels(labels: Sequence[str]) -> np.ndarray:
@@ -210,31 +222,24 @@ def encode_labels(labels: Sequence[str]) -> np.ndarray:
 
 
 def to_feast_columns(features: pd.DataFrame) -> pd.DataFrame:
-    """Flat features to Feast's layout: descriptors as scalars, each vector block as a list
-    (an empty list per post for a block the features lack, e.g. no encoder)."""
-    stored = features[list(DESCRIPTOR_NAMES)].copy()
-    for block, names in VECTOR_BLOCKS.items():
+    """Flat features to Feast's layout: one float32 column per feature, an optional block the
+    features lack (e.g. no encoder) as NaN columns."""
+    stored = [features[[*DESCRIPTOR_NAMES, *LEXICAL_NAMES]].astype(np.float32)]
+    for block, names in OPTIONAL_BLOCKS.items():
         present = [name in features.columns for name in names]
         if any(present) and not all(present):
             raise ValueError(f"features hold part of the {block} block")
-        width = len(names) if all(present) else 0
-        values = (features[list(names)].to_numpy(dtype=np.float32) if width
-                  else np.zeros((len(features), 0), dtype=np.float32))
-        stored[block] = list(values)
-    return stored
+        stored.append(features[list(names)].astype(np.float32) if all(present) else
+                      pd.DataFrame(np.nan, index=features.index, columns=list(names),
+                                   dtype=np.float32))
+    return pd.concat(stored, axis=1)
 
 
 def from_feast_columns(stored: pd.DataFrame) -> pd.DataFrame:
-    """Feast's layout back to flat features, the inverse of to_feast_columns: a block stored
-    as empty lists is left out."""
-    columns = {name: stored[name].to_numpy(dtype=np.float32) for name in DESCRIPTOR_NAMES}
-    for block, names in VECTOR_BLOCKS.items():
-        widths = {len(row) for row in stored[block]}
-        if widths == {0} or not len(stored):
-            continue
-        if widths != {len(names)}:
-            raise ValueError(f"Feast's {block} lists are {sorted(widths)} wide; the block "
-                             f"has {len(names)} features")
-        values = np.vstack(stored[block].to_numpy()).astype(np.float32)
-        columns.update({name: values[:, i] for i, name in enumerate(names)})
-    return pd.DataFrame(columns, index=stored.index)
+    """Feast's layout back to flat features, the inverse of to_feast_columns: an optional
+    block that is NaN throughout is left out."""
+    names = [*DESCRIPTOR_NAMES, *LEXICAL_NAMES]
+    for block in OPTIONAL_BLOCKS.values():
+        if len(stored) and not stored[list(block)].isna().all().all():
+            names.extend(block)
+    return stored[names].astype(np.float32)

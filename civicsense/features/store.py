@@ -10,14 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from civicsense.data.split import SplitMethod, sample_and_split
 from civicsense.features.encoder.artifact import TrainedEncoder
 from civicsense.features.featurizer import (
+    DESCRIPTOR_NAMES,
+    ENCODER_NAMES,
     FEATURE_SERVICE,
     Featurizer,
+    encoder_matrix,
     from_feast_columns,
     to_feast_columns,
 )
@@ -77,13 +81,15 @@ def build_features(
     rows = sample_and_split(snapshot, split_method, validation_fraction, sample_size, seed)
     if encoder is not None:
         rows = mark_encoder_rows(rows, encoder.trained_on)
-    is_train = rows["split"] != "validation"
+    is_train = (rows["split"] != "validation").to_numpy()
     featurizer = Featurizer(encoder=encoder.encoder if encoder is not None else None)
-    log.info("fitting the featurizer on %d training posts%s", int(is_train.sum()),
-             " (and encoding every post)" if encoder is not None else "")
-    train_features = featurizer.fit_transform(rows.loc[is_train, "text"],
-                                              rows.loc[is_train, "label"])
-    validation_features = featurizer.transform(rows.loc[~is_train, "text"])
+    encoded = encoder_outputs(rows, encoder) if encoder is not None else None
+    log.info("fitting the featurizer on %d training posts", int(is_train.sum()))
+    train_features = featurizer.fit_transform(
+        rows.loc[is_train, "text"], rows.loc[is_train, "label"],
+        encoded[is_train] if encoded is not None else None)
+    validation_features = featurizer.transform(
+        rows.loc[~is_train, "text"], encoded[~is_train] if encoded is not None else None)
     features = pd.concat([train_features.set_axis(rows.index[is_train]),
                           validation_features.set_axis(rows.index[~is_train])]).sort_index()
 
@@ -118,6 +124,31 @@ def mark_encoder_rows(rows: pd.DataFrame, trained_on: frozenset[str]) -> pd.Data
             f"{int((seen & (rows['split'] == 'train')).sum())} are training posts of this "
             "feature build: it was fitted on another sample or split of the data")
     return rows.assign(split=rows["split"].where(~seen, ENCODER_SPLIT))
+
+
+def encoder_outputs(rows: pd.DataFrame, encoder: TrainedEncoder) -> np.ndarray:
+    """The encoder's feature columns for `rows` (ENCODER_NAMES order): the encoder step's own
+    outputs where it scored the same post and text with this very model, NaN for the posts it
+    was fine-tuned on (split 'encoder': in-sample outputs, which nothing reads), and encoded
+    here for any other post."""
+    matrix = np.full((len(rows), len(ENCODER_NAMES)), np.nan, dtype=np.float32)
+    texts = rows["text"].astype(str).to_numpy()
+    found = np.zeros(len(rows), dtype=bool)
+    if encoder.outputs is not None and len(encoder.outputs):
+        scored = encoder.outputs.drop_duplicates("post_id").set_index("post_id")
+        where = scored.index.get_indexer(rows["post_id"].astype(str))
+        found = (where >= 0) & (scored["text"].to_numpy()[np.maximum(where, 0)] == texts)
+        if found.any():
+            picked = scored.iloc[where[found]]
+            matrix[found] = encoder_matrix(np.vstack(picked["embedding"].to_numpy()),
+                                           np.vstack(picked["probabilities"].to_numpy()))
+    missing = ~found & (rows["split"] != ENCODER_SPLIT).to_numpy()
+    log.info("encoder outputs: %d from the encoder step, %d to encode, %d fine-tuned on",
+             int(found.sum()), int(missing.sum()),
+             int((rows["split"] == ENCODER_SPLIT).sum()))
+    if missing.any():
+        matrix[missing] = encoder_matrix(*encoder.encoder.encode(texts[missing].tolist()))
+    return matrix
 
 
 def build_key(entities: pd.DataFrame) -> str:
@@ -168,7 +199,8 @@ def training_frame(settings: Settings, entities: pd.DataFrame,
     service = store.get_feature_service(FEATURE_SERVICE)
     joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
     joined = joined.sort_values("row").reset_index(drop=True)
-    if len(joined) != len(entities) or joined.drop(columns=["event_timestamp"]).isna().any().any():
+    # Descriptors are never NaN; a post the store lacks has NaN in every feature
+    if len(joined) != len(entities) or joined[list(DESCRIPTOR_NAMES)].isna().any().any():
         raise RuntimeError(
             "the feature store has no features for some training posts: it was rebuilt for "
             "other data since the feature build and its copy is gone; rerun the pipeline "

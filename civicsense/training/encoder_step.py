@@ -1,6 +1,7 @@
 """The pipeline's encoder step: fine-tune MiniLM on a slice of the training split, export it to
 ONNX (int8 where it keeps macro recall), and log the run (parameters, loss curve, its head's
-macro recall, the model) to MLflow."""
+macro recall, the model) to MLflow. The outputs it computes on the rest of the training split
+and on validation travel in its artifact: the feature build reuses them."""
 
 from __future__ import annotations
 
@@ -16,19 +17,23 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.entities import Metric
-from sklearn.metrics import recall_score
 
-from civicsense import LABELS
 from civicsense.data.split import SplitMethod, sample_and_split, training_slice
-from civicsense.features.encoder.artifact import write_artifact
+from civicsense.features.encoder.artifact import outputs_frame, write_artifact
 from civicsense.features.encoder.export import (
     choose_precision,
     copy_tokenizer,
     export_onnx,
+    head_macro_recall,
     quantize_int8,
 )
 from civicsense.features.encoder.runtime import OnnxEncoder
-from civicsense.features.encoder.train import FineTuneParams, ProgressCallback, fine_tune
+from civicsense.features.encoder.train import (
+    FineTuneParams,
+    ProgressCallback,
+    encode_labels,
+    fine_tune,
+)
 from civicsense.settings import Settings
 from civicsense.training.registry import configure_mlflow
 
@@ -48,16 +53,6 @@ class EncoderStepResult:
     texts_per_second: float
     fine_tuned_posts: int
     artifact: Path
-
-
-def head_macro_recall(encoder: OnnxEncoder, texts: list[str], labels: pd.Series) -> float:
-    """Macro recall of the encoder's own head (every class counts, as evaluate's metric)."""
-    if not texts:
-        return float("nan")
-    truth = labels.map({label: i for i, label in enumerate(LABELS)}).to_numpy()
-    predicted = encoder.encode(texts)[1].argmax(axis=1)
-    return float(recall_score(truth, predicted, labels=list(range(len(LABELS))),
-                              average="macro", zero_division=0))
 
 
 def loss_figure(losses: list[float]) -> Figure:
@@ -116,8 +111,9 @@ def fit_encoder(
         kept = OnnxEncoder(choice.path, tokenizer, threads=params.threads)
         phase("scoring the encoder's head on the validation split")
         started = time.perf_counter()
-        val_recall = head_macro_recall(kept, texts[validation].tolist(),
-                                       rows.loc[validation, "label"])
+        val_outputs = kept.encode(texts[validation].tolist())
+        val_recall = head_macro_recall(encode_labels(rows.loc[validation, "label"]),
+                                       val_outputs[1])
         holdout_recall = choice.int8_recall if choice.kept == "int8" else choice.fp32_recall
         metrics = {"holdout_macro_recall": holdout_recall, "val_macro_recall": val_recall,
                    "holdout_macro_recall_fp32": choice.fp32_recall,
@@ -131,8 +127,12 @@ def fit_encoder(
                           metrics, choice.kept, choice.path, tokenizer, tags or {})
         info = {"run_id": run_id, "precision": choice.kept, "fraction": fraction,
                 "fine_tuned_posts": int(tuned.sum()), "params": asdict(params), **metrics}
+        outputs = pd.concat([
+            outputs_frame(rows.loc[holdout, "post_id"], texts[holdout], *choice.outputs),
+            outputs_frame(rows.loc[validation, "post_id"], texts[validation], *val_outputs)],
+            ignore_index=True)
         artifact = write_artifact(out_dir, choice.path, tokenizer,
-                                  rows.loc[tuned, "post_id"], info)
+                                  rows.loc[tuned, "post_id"], info, outputs)
     return EncoderStepResult(run_id, choice.kept, holdout_recall, val_recall, fitted.seconds,
                              fitted.texts_per_second, int(tuned.sum()), artifact)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,10 @@ PRIMARY_METRIC = "macro_recall"
 # The validation posts with the model's predictions, saved with the run: the drift monitor's
 # reference for this model version.
 REFERENCE_DIR, REFERENCE_FILE = "reference", "reference.parquet"
+# A model's predictions on the same texts never change: evaluate keeps them under the home,
+# keyed by the model's training run and the texts, so an unchanged rerun does not featurize
+# (and encode) the whole validation split again for the candidate or the champion.
+PREDICTIONS_DIR, KEPT_PREDICTIONS = "evaluate-predictions", 8
 
 
 @dataclass
@@ -97,11 +101,45 @@ def reference_frame(validation: pd.DataFrame, predictions: pd.DataFrame) -> pd.D
     return reference.join(predictions.reset_index(drop=True))
 
 
+def texts_key(texts: Sequence[str]) -> str:
+    """A digest of texts in order (which posts a cached prediction is for)."""
+    digest = int(pd.util.hash_pandas_object(pd.Series(list(texts), dtype="object").astype(str),
+                                            index=False).sum()) & (2**64 - 1)
+    return f"{digest:016x}-{len(texts)}"
+
+
+def cached_predictions(settings: Settings, run_id: str, texts: Sequence[str],
+                       predict: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    """The model of training run `run_id` on `texts` (its `predict`), from the home's cache
+    when that model already scored exactly these texts; the newest KEPT_PREDICTIONS kept."""
+    folder = settings.home_dir / PREDICTIONS_DIR
+    path = folder / f"{run_id}-{texts_key(texts)}.parquet"
+    if path.is_file():
+        try:
+            cached = pd.read_parquet(path)
+            if len(cached) == len(texts):
+                log.info("predictions of run %s on these %d posts: cached", run_id, len(texts))
+                return cached
+        except (OSError, ValueError):
+            pass  # a torn or foreign file: predict again and overwrite it
+    predictions = predict(pd.DataFrame({"text": list(texts)})).reset_index(drop=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".partial")
+    predictions.to_parquet(staging, index=False)
+    staging.replace(path)
+    for old in sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime)[
+            :-KEPT_PREDICTIONS]:
+        old.unlink(missing_ok=True)
+    return predictions
+
+
 def score_champion(client: MlflowClient, model_name: str, texts: Sequence[str],
                    labels: Sequence[str], candidate_run_id: str | None = None,
-                   candidate_predictions: Sequence[str] | None = None) -> ChampionScore | None:
+                   candidate_predictions: Sequence[str] | None = None,
+                   settings: Settings | None = None) -> ChampionScore | None:
     """The current champion's primary metric on these texts, or None when there is none.
-    When the champion is the candidate itself (a rerun), its predictions are reused."""
+    When the champion is the candidate itself (a rerun), its predictions are reused; with
+    `settings`, the champion's predictions go through the home's cache (cached_predictions)."""
     import mlflow.pyfunc
 
     champion = find_version(client, model_name, CHAMPION)
@@ -110,8 +148,14 @@ def score_champion(client: MlflowClient, model_name: str, texts: Sequence[str],
     if candidate_predictions is not None and champion.run_id == candidate_run_id:
         predicted = candidate_predictions
     else:
-        model = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.number}")
-        predicted = model.predict(pd.DataFrame({"text": list(texts)}))["label"]
+        def predict(frame: pd.DataFrame) -> pd.DataFrame:
+            model = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.number}")
+            return model.predict(frame)
+
+        if settings is not None and champion.run_id not in ("", "none"):
+            predicted = cached_predictions(settings, champion.run_id, texts, predict)["label"]
+        else:
+            predicted = predict(pd.DataFrame({"text": list(texts)}))["label"]
     score = classification_metrics(labels, predicted)[PRIMARY_METRIC]
     log.info("champion v%s macro recall on this validation data: %.4f", champion.number, score)
     return ChampionScore(champion.number, score, list(predicted))
@@ -127,14 +171,15 @@ def evaluate(settings: Settings, entities: pd.DataFrame, model_dir: Path,
 
     validation = entities[entities["split"] == "validation"]
     candidate = mlflow.pyfunc.load_model(str(model_dir))
-    predictions = candidate.predict(validation[["text"]])
+    predictions = cached_predictions(settings, run_id, validation["text"].tolist(),
+                                     candidate.predict)
     predicted = predictions["label"].tolist()
     scores = classification_metrics(validation["label"], predicted)
     matrix = confusion(validation["label"], predicted)
 
     client = configure_mlflow(settings)
-    champion = score_champion(client, settings.model_name, validation["text"],
-                              validation["label"], run_id, predicted)
+    champion = score_champion(client, settings.model_name, validation["text"].tolist(),
+                              validation["label"], run_id, predicted, settings)
     for name, value in scores.items():
         client.log_metric(run_id, f"val_{name}", value)
     if champion is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from sklearn.metrics import recall_score
 
 from civicsense import LABELS
@@ -119,15 +120,27 @@ def prefer_int8(fp32_recall: float, int8_recall: float,
     return bool(int8_recall >= fp32_recall - tolerance - 1e-12)
 
 
+def head_macro_recall(truth: np.ndarray, probabilities: np.ndarray) -> float:
+    """Macro recall of the encoder head's arg-max against label ids, as evaluate's primary
+    metric counts it: every class, an absent one as a recall of 0."""
+    if not len(truth):
+        return float("nan")
+    return float(recall_score(truth, probabilities.argmax(axis=1),
+                              labels=list(range(len(LABELS))), average="macro",
+                              zero_division=0))
+
+
 @dataclass(frozen=True)
 class PrecisionChoice:
-    """Which export was kept, its path, and both validation macro recalls."""
+    """Which export was kept, its path, both macro recalls, and the kept export's outputs
+    (embeddings, probabilities) on the scored texts, in input order."""
 
     kept: Literal["fp32", "int8"]
     path: Path
     fp32_recall: float
     int8_recall: float
     tolerance: float
+    outputs: tuple[np.ndarray, np.ndarray]
 
 
 def choose_precision(fp32_path: str | Path, int8_path: str | Path,
@@ -140,16 +153,14 @@ def choose_precision(fp32_path: str | Path, int8_path: str | Path,
     from civicsense.features.encoder.train import encode_labels
 
     truth = encode_labels(labels)
-    scores = {}
+    scores, outputs = {}, {}
     for name, path in (("fp32", fp32_path), ("int8", int8_path)):
         size = batch_size if name == "int8" else max(batch_size, 32)
         encoder = OnnxEncoder(path, tokenizer_path, threads=threads, batch_size=size)
-        # evaluate's primary metric: every class counts, an absent one as a recall of 0
-        scores[name] = float(recall_score(truth, encoder.encode(texts)[1].argmax(axis=1),
-                                          labels=list(range(len(LABELS))), average="macro",
-                                          zero_division=0))
+        outputs[name] = encoder.encode(texts)
+        scores[name] = head_macro_recall(truth, outputs[name][1])
     kept: Literal["fp32", "int8"] = (
         "int8" if prefer_int8(scores["fp32"], scores["int8"], tolerance) else "fp32")
     return PrecisionChoice(kept=kept, path=Path(int8_path if kept == "int8" else fp32_path),
                            fp32_recall=scores["fp32"], int8_recall=scores["int8"],
-                           tolerance=tolerance)
+                           tolerance=tolerance, outputs=outputs[kept])

@@ -180,6 +180,7 @@ def test_class_weights_and_schedule() -> None:
     assert all(a >= b for a, b in zip(values[2:], values[3:], strict=False))
 
 
+@pytest.mark.finetune
 def test_fine_tune_progress_and_loss_curve(trained: Trained) -> None:
     result = trained.result
     assert [step for step, _, _ in trained.progress] == list(range(1, PARAMS.max_steps + 1))
@@ -192,12 +193,14 @@ def test_fine_tune_progress_and_loss_curve(trained: Trained) -> None:
     assert not result.model.training
 
 
+@pytest.mark.finetune
 def test_fine_tune_same_seed_same_curve(trained: Trained, no_network: None) -> None:
     again = fine_tune(TEXTS, LABEL_NAMES, PARAMS)
     # Same seed, data and thread count: the same curve (bitwise here; 1e-6 is the contract).
     assert np.allclose(again.losses, trained.result.losses, rtol=0, atol=1e-6)
 
 
+@pytest.mark.finetune
 def test_base_model_needs_no_network(trained: Trained, no_network: None) -> None:
     with pytest.raises(NetworkUsed):  # the guard is live…
         socket.create_connection(("huggingface.co", 443))
@@ -206,6 +209,7 @@ def test_base_model_needs_no_network(trained: Trained, no_network: None) -> None
     assert build_model(seed=0).embedding_dim == 384  # …and the model loads anyway
 
 
+@pytest.mark.finetune
 def test_onnx_export_matches_torch(trained: Trained, exported: Exported) -> None:
     texts = TEXTS[:40]
     torch_emb, torch_prob = predict_torch(trained.result.model, texts, max_len=MAX_LEN,
@@ -223,6 +227,7 @@ def test_onnx_export_matches_torch(trained: Trained, exported: Exported) -> None
     assert skew.max_embedding_diff < 1e-4 and skew.changed_predictions == 0
 
 
+@pytest.mark.finetune
 def test_int8_runs_one_text_at_a_time_and_is_exact(exported: Exported) -> None:
     assert read_metadata(exported.int8)["civicsense.precision"] == "int8"
     encoder = OnnxEncoder(exported.int8, exported.tokenizer, threads=1)
@@ -235,6 +240,7 @@ def test_int8_runs_one_text_at_a_time_and_is_exact(exported: Exported) -> None:
     assert np.isfinite(skew.max_embedding_diff)  # the tolerance a batched skew test would use
 
 
+@pytest.mark.finetune
 def test_int8_choice_logic(exported: Exported) -> None:
     assert prefer_int8(0.70, 0.695) and prefer_int8(0.70, 0.75)
     assert not prefer_int8(0.70, 0.694)
@@ -249,6 +255,7 @@ def test_int8_choice_logic(exported: Exported) -> None:
     assert strict.kept == "fp32"  # an impossible bar keeps fp32
 
 
+@pytest.mark.finetune
 def test_onnx_encoder_pickles_without_its_session(exported: Exported) -> None:
     encoder = OnnxEncoder(exported.fp32, exported.tokenizer, threads=1)
     before = encoder.encode(TEXTS[:8])
@@ -262,6 +269,7 @@ def test_onnx_encoder_pickles_without_its_session(exported: Exported) -> None:
     assert empty_emb.shape == (0, 384) and empty_prob.shape == (0, 3)
 
 
+@pytest.mark.finetune
 def test_serving_side_scores_without_torch(exported: Exported) -> None:
     code = textwrap.dedent(f"""
         import sys
@@ -286,6 +294,7 @@ def test_emoji_are_named_for_the_encoder_whose_vocabulary_has_none() -> None:
     assert name_emoji("no emoji here") == "no emoji here"
 
 
+@pytest.mark.finetune
 def test_the_runtime_names_emoji_as_the_export_says(exported: Exported) -> None:
     encoder = OnnxEncoder(exported.fp32, exported.tokenizer, threads=1)
     assert read_metadata(exported.fp32)["civicsense.emoji_names"] == "1"
@@ -295,6 +304,7 @@ def test_the_runtime_names_emoji_as_the_export_says(exported: Exported) -> None:
     np.testing.assert_allclose(restored.encode(["😍😍"])[0][0], embeddings[0], atol=1e-6)
 
 
+@pytest.mark.finetune
 def test_quantizing_logs_no_line_per_tensor(exported: Exported, tmp_path: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     import logging

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import joblib
@@ -16,12 +17,14 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from civicsense.data.split import sample_and_split
 from civicsense.features.encoder.artifact import read_artifact, write_disabled
 from civicsense.features.encoder.train import FineTuneParams
 from civicsense.features.featurizer import ENCODER_NAMES
 from civicsense.features.store import (
     ENCODER_SPLIT,
     build_features,
+    encoder_outputs,
     mark_encoder_rows,
     training_frame,
 )
@@ -29,6 +32,7 @@ from civicsense.settings import Settings
 from civicsense.training.encoder_step import fit_encoder
 
 pytest.importorskip("torch")
+pytestmark = pytest.mark.finetune  # a real fine-tune: `make test`, not `make test-fast`
 
 WORDS = {"positive": ["great", "love", "happy", "win", "proud"],
          "negative": ["awful", "hate", "sad", "lose", "shame"],
@@ -106,11 +110,35 @@ def test_the_feature_build_keeps_the_encoders_posts_from_the_booster(step):
     features = training_frame(settings, build.entities)
     assert list(features.columns) == build.featurizer.feature_names
     assert set(ENCODER_NAMES) <= set(features.columns)
-    # training/serving skew: what Feast holds is what the served featurizer computes
+    # training/serving skew: what Feast holds (the encoder step's own outputs, reused) is what
+    # the served featurizer computes; on training posts, the lexical scores are out-of-fold
     validation = build.entities["split"].eq("validation").to_numpy()
-    served = build.featurizer.transform(build.entities.loc[validation, "text"].tolist())
+    read = validation | build.entities["split"].eq("train").to_numpy()
+    served = build.featurizer.transform(build.entities.loc[read, "text"].tolist())
     pd.testing.assert_frame_equal(features[validation].reset_index(drop=True),
-                                  served.reset_index(drop=True), atol=1e-6)
+                                  served[validation[read]].reset_index(drop=True), atol=1e-6)
+    pd.testing.assert_frame_equal(features.loc[read, list(ENCODER_NAMES)].reset_index(drop=True),
+                                  served[list(ENCODER_NAMES)].reset_index(drop=True), atol=1e-6)
+    # the posts it was fine-tuned on have no encoder outputs in the store (in-sample: unread)
+    tuned = features.loc[~read, list(ENCODER_NAMES)].to_numpy()
+    assert tuned.shape[0] == len(trained.trained_on) and np.isnan(tuned).all()
+
+
+def test_the_feature_build_reuses_the_steps_outputs_and_encodes_the_rest(step):
+    settings, result, _ = step
+    trained = read_artifact(result.artifact)
+    assert trained.outputs is not None and len(trained.outputs) == 36 + 30
+    rows = mark_encoder_rows(
+        sample_and_split(snapshot(), "time", 0.2, 0, 0), trained.trained_on)
+    marked = trained.outputs.copy()
+    marked["probabilities"] = [np.full(3, 7.0, np.float32)] * len(marked)
+    edited = rows["post_id"] == marked["post_id"].iloc[0]
+    rows.loc[edited, "text"] = "a text the step never scored"
+    matrix = encoder_outputs(rows, replace(trained, outputs=marked))
+    reused = ~edited.to_numpy() & (rows["split"] != ENCODER_SPLIT).to_numpy()
+    assert (matrix[reused, :3] == 7.0).all()  # taken from the step, not encoded again
+    encoded = matrix[edited.to_numpy()]
+    assert np.isfinite(encoded).all() and np.allclose(encoded[:, :3].sum(1), 1, atol=1e-5)
 
 
 def test_the_encoder_rows_must_be_training_posts_of_this_build(step):

@@ -1,6 +1,7 @@
 """Unit tests of the evaluation metrics and the confusion-matrix plot."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from civicsense.training.evaluate import (
@@ -47,3 +48,26 @@ def test_reference_frame_pairs_posts_with_predictions():
     assert reference["true_label"].tolist() == ["neutral", "negative"]
     assert reference["label"].tolist() == ["positive", "negative"]
     assert "split" not in reference and len(reference) == 2
+
+
+def test_predictions_are_cached_per_model_run_and_texts(tmp_path):
+    from civicsense.settings import Settings
+    from civicsense.training.evaluate import KEPT_PREDICTIONS, cached_predictions
+
+    settings = Settings(home=tmp_path)
+    calls: list[int] = []
+
+    def predict(frame: pd.DataFrame) -> pd.DataFrame:
+        calls.append(len(frame))
+        return pd.DataFrame({"label": ["positive"] * len(frame)})
+
+    texts = ["a fine law", "a bad law"]
+    first = cached_predictions(settings, "run1", texts, predict)
+    again = cached_predictions(settings, "run1", texts, predict)
+    assert calls == [2] and again.equals(first)
+    cached_predictions(settings, "run2", texts, predict)  # another model: predicts
+    cached_predictions(settings, "run1", [*texts, "more"], predict)  # other texts: predicts
+    assert calls == [2, 2, 3]
+    for i in range(KEPT_PREDICTIONS + 2):
+        cached_predictions(settings, f"other{i}", texts, predict)
+    assert len(list((tmp_path / "evaluate-predictions").glob("*.parquet"))) == KEPT_PREDICTIONS
