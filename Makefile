@@ -46,8 +46,8 @@ run: setup ## Run the training pipeline end to end locally (DATA=…, SAMPLE=…
 test: setup ## Run the whole test suite (offline)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup ## Unit + data tests only: no trained model, fine-tune, browser, containers or Label Studio (< 2 min)
-	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not e2e and not finetune and not browser and not container and not labelstudio" $(PYTEST_ARGS)
+test-fast: setup ## Unit + data tests only: no trained model, fine-tune, drill, browser, containers or Label Studio (< 2 min)
+	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not e2e and not finetune and not integration and not browser and not container and not labelstudio" $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(BIN)/ruff check .

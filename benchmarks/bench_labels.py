@@ -358,7 +358,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="Summarize the arms this "
                         "bench home has finished; train nothing more.")
     parser.add_argument("--quick", action="store_true", help="Smoke mode: base 2013dev only, "
-                        "400 traffic posts, budget 50, 1 seed, 600 scoring posts, 30 trees.")
+                        "400 traffic posts, budget 50, 1 seed, 600 scoring posts, 30 trees, "
+                        "no encoder.")
     args = parser.parse_args()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
@@ -367,7 +368,8 @@ def main() -> None:
     base_names = BASE_FILES
     if args.quick:
         base_names, budgets, seeds = QUICK_BASE_FILES, [50], 1
-        traffic_limit, score_limit, run_args = 400, 600, [*run_args, "--n-estimators", "30"]
+        traffic_limit, score_limit = 400, 600
+        run_args = [*run_args, "--n-estimators", "30", "--no-encoder"]
     root = (args.home or Path(tempfile.mkdtemp(prefix="civicsense-bench-labels-"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
     base_home = root / "champion" / "home"

@@ -93,6 +93,19 @@ class Settings(BaseSettings):
     serve_read_timeout_seconds: float = Field(default=15.0, gt=0, description="A request's "
                                               "headers and body must arrive within this time "
                                               "(slow or stalled connections are closed).")
+    # Fair sharing: each client's budget of model time (civicsense/serving/client_budget.py).
+    serve_client_ms_per_second: float = Field(default=250.0, ge=0, description="Model CPU "
+                                              "time (ms per second) one client, its credential "
+                                              "else its address, may use while others use the "
+                                              "server too: over it, 429 with Retry-After "
+                                              "(0: no budget).")
+    serve_client_burst_ms: float = Field(default=2000.0, gt=0, description="Model time (ms) a "
+                                         "client may use at once before its rate applies; "
+                                         "also the most debt it runs up while alone.")
+    serve_client_active_seconds: float = Field(default=10.0, gt=0, description="A client that "
+                                               "sent a request within this time shares the "
+                                               "server: only then is another refused over its "
+                                               "budget or kept off the last model process.")
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="IPs and CIDRs (comma-separated) of the proxies in front of "
         "the model server and the sink. Only from these peers do X-Forwarded-For, Forwarded "
@@ -129,6 +142,15 @@ class Settings(BaseSettings):
     retrain_on_drift: bool = Field(default=True, description="Trigger a run when drifted.")
     kfp_host: str | None = Field(default=None, description="Kubeflow Pipelines endpoint: "
                                  "retrain there (else locally with the KFP local runner).")
+    # Log rotation (issue 27): the payload and feedback logs stay bounded.
+    log_max_megabytes: float = Field(default=64.0, gt=0, description="Largest file (MiB) of "
+                                     "the payload and feedback logs: a writer starts the next "
+                                     "file before passing it (on gs://, each object is at "
+                                     "most this size).")
+    log_retention_days: int = Field(default=30, ge=0, description="Days of payload and "
+                                    "feedback log kept: a local writer deletes the day "
+                                    "partitions older than this (0: keep all); on gs:// the "
+                                    "bucket's lifecycle rule does (manifests/gcs/).")
     # Hardening (issue 12): ingest's line cap, the log reader's tolerance, the sink's limits.
     ingest_max_line_bytes: int = Field(default=1 << 20, ge=1024, description="Longest raw line "
                                        "ingest reads; a longer one is quarantined unread "
@@ -172,12 +194,39 @@ class Settings(BaseSettings):
                                              "writing the feedback log itself (the cluster).")
     feedback_forward_timeout: float = Field(default=5.0, gt=0, description="Seconds the "
                                             "server waits for the sink to take a feedback.")
+    # Readers' credentials: the signed per-install token the feedback route requires.
+    credential_secret: SecretStr | None = Field(default=None, description="Key that signs "
+                                                "readers' credentials (32+ characters) "
+                                                "[default: derived from the sink token when "
+                                                "set, else a random key kept in "
+                                                "<home>/credential-secret, mode 0600].")
+    credential_key_id: str = Field(default="1", pattern=r"^[A-Za-z0-9_-]{1,16}$",
+                                   description="Id of the signing key: only credentials "
+                                   "issued under it verify, so changing it revokes all others.")
+    credential_ttl_days: float = Field(default=30.0, gt=0, description="Life of a credential "
+                                       "(the extension gets a new one when it is refused).")
+    credential_rate_per_hour: float = Field(default=6.0, gt=0, description="Credentials one "
+                                            "peer address (an IPv6 /64) may get per hour; "
+                                            "its burst: an hour's worth (429 beyond).")
+    credential_revoked: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Install ids (comma-separated) whose credentials are refused.")
 
     # labelqueue (issue 14): the labeling queue and the trust rule for readers' feedback.
-    feedback_min_clients: int = Field(default=3, ge=1, description="Distinct client ids that "
+    feedback_min_clients: int = Field(default=3, ge=1, description="Distinct credentials that "
                                       "must agree (and be a strict majority of a post's "
-                                      "clients) before feedback becomes a label without an "
-                                      "annotator.")
+                                      "credentials) before feedback makes a consensus label.")
+    feedback_min_peers: int = Field(default=3, ge=1, description="Distinct peer addresses the "
+                                    "agreeing credentials must have posted from.")
+    feedback_min_days: int = Field(default=2, ge=1, description="Distinct UTC days the "
+                                   "agreeing feedback must span.")
+    feedback_consensus_training: bool = Field(default=False, description="Consensus labels "
+                                              "reach training without an annotator (off: "
+                                              "feedback reaches training only through an "
+                                              "annotator's label in Label Studio).")
+    feedback_consensus_max_share: float = Field(default=0.05, ge=0, le=1, description="Most "
+                                                "consensus labels a training set may take, as "
+                                                "a share of its rows (of the annotated labels "
+                                                "when the base data's size is not known).")
     label_window_hours: float = Field(default=168.0, gt=0, description="Payload-log window "
                                       "`civicsense label export` picks from by default.")
 
@@ -214,6 +263,12 @@ class Settings(BaseSettings):
     @classmethod
     def _proxy_networks(cls, value: object) -> tuple[str, ...]:
         return proxy_networks(value)
+
+    @field_validator("credential_revoked", mode="before")
+    @classmethod
+    def _install_ids(cls, value: object) -> tuple[str, ...]:
+        entries = value.split(",") if isinstance(value, str) else list(value or ())
+        return tuple(dict.fromkeys(e for e in (str(v).strip() for v in entries) if e))
 
     @cached_property
     def home_dir(self) -> Path:

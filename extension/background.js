@@ -6,12 +6,13 @@
 // test arbitrary endpoints or see the Authorization header. A content script may only ask
 // "classify these texts with the saved settings" while the user's analysis of its tab runs,
 // within the server's limits, and report that analysis' progress (lib/trust.js).
-import { ApiError, classify, prepareTexts, sendFeedback, testConnection } from "./lib/api.js";
-import { CLIENT_ID, feedbackBody, labelProblem, newClientId, rememberBadges, textKey }
-  from "./lib/feedback.js";
+import { ApiError, classify, prepareTexts, requestCredential, sendFeedback, testConnection }
+  from "./lib/api.js";
+import { feedbackBody, labelProblem, rememberBadges, textKey } from "./lib/feedback.js";
 import { addCounts, dayKey, pruneHistory } from "./lib/history.js";
 import { addToRun, endRun, requireRun, runKey, startRun, takeFromRun } from "./lib/runs.js";
-import { readAuth, readClientId, writeAuth } from "./lib/secrets.js";
+import { dropLegacyClientId, readAuth, readCredential, writeAuth, writeCredential }
+  from "./lib/secrets.js";
 import { authTransportProblem, DEFAULTS, endpointPattern, loadSettings, normalizeSettings,
   saveSettings, validateEndpoint } from "./lib/settings.js";
 import { compileTopics, matchTopics } from "./lib/topics.js";
@@ -46,6 +47,7 @@ async function migrateAuthHeader() {
 
 chrome.runtime.onInstalled.addListener(() => {
   migrateAuthHeader().catch((error) => console.error("CivicSense: moving the header", error));
+  dropLegacyClientId().catch((error) => console.error("CivicSense: old client id", error));
   chrome.contextMenus.removeAll(() => {
     chrome.contextMenus.create({ id: MENU_SELECTION, title: "CivicSense: analyze",
       contexts: ["selection"] });
@@ -129,6 +131,31 @@ function rememberTabBadges(tabId, prepared, answer) {
   return next;
 }
 
+// One credential request at a time: two quick clicks must not make two installs.
+let pendingCredential = null;
+function newCredential(settings, origin) {
+  pendingCredential ??= requestCredential(settings)
+    .then(async (credential) => { await writeCredential(credential, origin); return credential; })
+    .finally(() => { pendingCredential = null; });
+  return pendingCredential;
+}
+
+/** Feedback with this install's credential, asked of the endpoint's server on first use and
+ * kept bound to its origin; asked again, once, when the server refuses it (401: expired,
+ * revoked, or another server's). */
+async function sendWithCredential(settings, body) {
+  const origin = validateEndpoint(settings.endpoint).origin;
+  const saved = await readCredential();
+  if (saved.credential && saved.origin === origin) {
+    try {
+      return await sendFeedback(settings, body, saved.credential);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 401) throw error;
+    }
+  }
+  return sendFeedback(settings, body, await newCredential(settings, origin));
+}
+
 /** "Wrong?" on a badge of this tab: the reader's label for the text, sent to the configured
  * endpoint with the label and model version the server gave that badge. */
 async function sendBadgeFeedback(tabId, rawText, label) {
@@ -144,10 +171,8 @@ async function sendBadgeFeedback(tabId, rawText, label) {
     throw forbidden("feedback goes only with a badge CivicSense drew in this tab");
   }
   const [predictedLabel, modelVersion] = badge;
-  const clientId = await readClientId(newClientId);
-  if (!CLIENT_ID.test(clientId)) throw new ApiError("internal", "The client id is malformed.");
-  const answer = await sendFeedback(settings, feedbackBody({ text: prepared.text, label,
-    predictedLabel, modelVersion, clientId }));
+  const answer = await sendWithCredential(settings, feedbackBody({ text: prepared.text, label,
+    predictedLabel, modelVersion }));
   return { label, modelVersion, postKey: answer?.post_key ?? null };
 }
 
@@ -381,4 +406,4 @@ chrome.tabs.onRemoved.addListener((tabId) => {
 
 // For the tests and for debugging from the service worker console.
 globalThis.civicsense = { classifyTexts, analyzePage, analyzeSelection, onContextMenu,
-  migrateAuthHeader, readAuth, writeAuth, readClientId: () => readClientId(newClientId) };
+  migrateAuthHeader, readAuth, writeAuth, readCredential, writeCredential };

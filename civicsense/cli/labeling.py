@@ -84,39 +84,60 @@ def import_command(
 @label_app.command("status")
 def status_command(
     min_clients: int = setting_option("feedback_min_clients", "--min-clients",
-                                      help="Distinct agreeing clients a feedback label needs."),
+                                      help="Distinct agreeing credentials a consensus needs."),
+    min_peers: int = setting_option("feedback_min_peers", "--min-peers",
+                                    help="Distinct peers those credentials posted from."),
+    min_days: int = setting_option("feedback_min_days", "--min-days",
+                                   help="Distinct days their feedback spans."),
     home: Path = HomeOption,
 ) -> None:
-    """Labelled snapshots, labels by class, feedback waiting for an annotator or a consensus."""
+    """Labelled snapshots, labels by class, feedback waiting for an annotator, and what a
+    consensus would add to training (by default nothing: only annotators' labels train)."""
     import pandas as pd
 
-    from civicsense.labeling.snapshots import labelled_keys, list_snapshots
-    from civicsense.labeling.trust import consensus
+    from civicsense.labeling.snapshots import (
+        ANNOTATIONS,
+        consensus_limit,
+        labelled_keys,
+        list_snapshots,
+    )
+    from civicsense.labeling.trust import TrustRule, consensus, credentialed
     from civicsense.monitoring.feedback_log import read_feedback
 
-    if min_clients is not None and min_clients < 1:
-        fail(f"--min-clients must be 1 or more, not {min_clients}")
-    settings = get_settings(home=home, feedback_min_clients=min_clients)
+    for option, value in (("--min-clients", min_clients), ("--min-peers", min_peers),
+                          ("--min-days", min_days)):
+        if value is not None and value < 1:
+            fail(f"{option} must be 1 or more, not {value}")
+    settings = get_settings(home=home, feedback_min_clients=min_clients,
+                            feedback_min_peers=min_peers, feedback_min_days=min_days)
     snapshots = list_snapshots(settings)
     typer.echo(f"snapshots: {len(snapshots)}")
     labels: Counter[str] = Counter()
     for snapshot in snapshots:
         typer.echo(f"  {snapshot.data_version}  {snapshot.kind:<18}  {snapshot.rows:>6} posts  "
                    f"{snapshot.imported_at}  {snapshot.source}")
-        labels.update(pd.read_parquet(snapshot.path, columns=["label"])["label"])
+        if snapshot.kind == ANNOTATIONS:
+            labels.update(pd.read_parquet(snapshot.path, columns=["label"])["label"])
     labelled = labelled_keys(settings)
-    typer.echo(f"labelled posts: {len(labelled)} "
+    typer.echo(f"annotated posts: {len(labelled)} "
                f"({', '.join(f'{n} {label}' for label, n in sorted(labels.items())) or 'none'})")
     try:
         feedback = read_feedback(settings.feedback_log, settings)
     except Exception as error:  # noqa: BLE001 - unreadable log, bucket down…: one line, exit 2
         fail(f"could not read the feedback log: {type(error).__name__}: {error}")
     posts = set(feedback["post_key"])
-    agreed = consensus(feedback, settings.feedback_min_clients)
-    typer.echo(f"feedback: {len(feedback)} records on {len(posts)} posts from "
-               f"{feedback['client_id'].nunique()} clients; pending (not labelled): "
-               f"{len(posts - labelled)}; consensus (>= {settings.feedback_min_clients} "
-               f"clients): {len(agreed)}")
+    verified = credentialed(feedback)
+    rule = TrustRule.from_settings(settings)
+    agreed = consensus(feedback, rule)
+    typer.echo(f"feedback: {len(feedback)} records on {len(posts)} posts, "
+               f"{len(verified)} with a credential from {verified['install'].nunique()} "
+               f"installs; pending (not annotated): {len(posts - labelled)}")
+    if settings.feedback_consensus_training:
+        use = (f"on: at most {consensus_limit(settings)} reach training "
+               f"({settings.feedback_consensus_max_share:g} of the annotated labels)")
+    else:
+        use = "off: only annotators' labels reach training"
+    typer.echo(f"consensus ({rule.describe()}): {len(agreed)}; consensus training {use}")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,8 +7,10 @@ The directory is the data version (ingest's `content_hash`, "sha256:<16 hex>", w
 `:` so the path is safe in volume mounts); meta.json holds `{data_version, kind, rows, source,
 imported_at, skipped}`, kind "annotations" or "feedback-consensus". The same labels give the
 same version, so importing one export twice writes nothing new. `confirmed_sources` is what
-training may read: the current feedback-consensus snapshot first, then every annotations
-snapshot oldest first, so (newer label wins) an annotator's label beats the crowd's.
+training may read: every annotations snapshot oldest first, after the current
+feedback-consensus snapshot only when `Settings.feedback_consensus_training` is on (newer label
+wins, so an annotator's label beats the crowd's). Consensus labels are capped at
+`feedback_consensus_max_share` of the training set they join.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pandas as pd
 
 from civicsense.data.ingest import ACCEPTED_COLUMNS, content_hash
 from civicsense.labeling.label_studio import LabelStudioError, parse_export
-from civicsense.labeling.trust import consensus
+from civicsense.labeling.trust import TrustRule, capped, consensus, consensus_cap
 from civicsense.monitoring.feedback_log import post_key, read_feedback
 from civicsense.monitoring.inference_log import read_log
 from civicsense.settings import Settings
@@ -100,11 +102,18 @@ def list_snapshots(settings: Settings) -> list[LabelledSnapshot]:
 
 
 def labelled_keys(settings: Settings) -> set[str]:
-    """The post keys of every post in any labelled snapshot (the queue never offers them)."""
+    """The post keys of every annotated post (the queue never offers them). A consensus label
+    leaves its post in the queue: an annotator's confirmation still counts over it."""
     keys: set[str] = set()
     for snapshot in list_snapshots(settings):
-        keys.update(pd.read_parquet(snapshot.path, columns=["post_id"])["post_id"])
+        if snapshot.kind == ANNOTATIONS:
+            keys.update(pd.read_parquet(snapshot.path, columns=["post_id"])["post_id"])
     return keys
+
+
+def annotated_rows(settings: Settings) -> int:
+    """Rows of every annotations snapshot: the labels any `--labels` training set holds."""
+    return sum(s.rows for s in list_snapshots(settings) if s.kind == ANNOTATIONS)
 
 
 def payload_times(settings: Settings, keys: set[str]) -> dict[str, pd.Timestamp]:
@@ -162,11 +171,22 @@ def import_labels(settings: Settings, export_file: Path) -> LabelledSnapshot:
     return write_snapshot(settings, frame, ANNOTATIONS, frame["source"].iloc[0], skipped)
 
 
-def refresh_consensus(settings: Settings) -> LabelledSnapshot | None:
-    """The feedback-consensus snapshot of today's feedback log (trust.consensus with
-    settings.feedback_min_clients), written if new; None when no post has a consensus."""
+def consensus_limit(settings: Settings, training_rows: int | None = None) -> int:
+    """Most consensus labels a training set may take: feedback_consensus_max_share of its
+    other rows; without `training_rows` (the base data's size is known only once ingested), of
+    the annotated labels alone, which every such training set holds at least."""
+    rows = annotated_rows(settings) if training_rows is None else training_rows
+    return consensus_cap(settings.feedback_consensus_max_share, rows)
+
+
+def refresh_consensus(settings: Settings,
+                      training_rows: int | None = None) -> LabelledSnapshot | None:
+    """The feedback-consensus snapshot of today's feedback log (trust.consensus under the
+    settings' TrustRule, capped by consensus_limit), written if new; None when no post has a
+    consensus or the cap is 0."""
     agreed = consensus(read_feedback(settings.feedback_log, settings),
-                       settings.feedback_min_clients)
+                       TrustRule.from_settings(settings))
+    agreed = capped(agreed, consensus_limit(settings, training_rows))
     if agreed.empty:
         return None
     served = payload_times(settings, set(agreed["post_key"]))
@@ -177,9 +197,11 @@ def refresh_consensus(settings: Settings) -> LabelledSnapshot | None:
     return write_snapshot(settings, frame, CONSENSUS, CONSENSUS)
 
 
-def confirmed_sources(settings: Settings) -> list[Path]:
-    """The snapshot files training may read: the current feedback consensus (refreshed now),
-    if any, then every annotations snapshot oldest first (later sources win on a post)."""
-    agreed = refresh_consensus(settings)
+def confirmed_sources(settings: Settings, training_rows: int | None = None) -> list[Path]:
+    """The snapshot files training may read: with feedback_consensus_training on, the current
+    feedback consensus (refreshed now, capped for `training_rows` other rows), if any; then
+    every annotations snapshot oldest first (later sources win on a post)."""
+    agreed = (refresh_consensus(settings, training_rows)
+              if settings.feedback_consensus_training else None)
     annotated = [s.path for s in list_snapshots(settings) if s.kind == ANNOTATIONS]
     return ([agreed.path] if agreed else []) + annotated

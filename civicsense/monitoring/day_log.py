@@ -2,10 +2,14 @@
 records under `date=YYYY-MM-DD/` partitions, locally or on GCS, and read them back line by line,
 an invalid line skipped and counted by reason, never fatal.
 
-    <root>/date=YYYY-MM-DD/<writer>.jsonl        root = a directory, or gs://bucket/prefix
+    <root>/date=YYYY-MM-DD/<writer>.<NNNN>.jsonl        root = a directory, or gs://bucket/prefix
+    gs://bucket/prefix/date=YYYY-MM-DD/<writer>-<uuid>.jsonl
 
-Locally a writer appends to one file per process; on GCS each write is a new object (objects
-cannot be appended to). What a record holds and how a line is validated is each log's own.
+Locally a writer appends to numbered files of its own per process and day, the next one past
+the size cap, and deletes partitions past the retention; on GCS each write is one or more new
+objects under the same cap (objects cannot be appended to): civicsense.monitoring.log_rotation.
+Readers take every `*.jsonl` of the partitions in their window, whatever wrote it. What a
+record holds and how a line is validated is each log's own.
 """
 
 from __future__ import annotations
@@ -24,16 +28,29 @@ from pathlib import Path
 import pandas as pd
 
 from civicsense.data.readers import Line, read_lines
+from civicsense.monitoring.log_rotation import (
+    PARTITION,
+    append_rotating,
+    max_file_bytes,
+    prune_partitions,
+    size_chunks,
+)
 from civicsense.settings import Settings
 from civicsense.storage import gcs_client, is_gcs, split_gcs_uri
 
-PARTITION = "date="
 MAX_RECORD_BYTES = 1 << 20  # a record holds one text of at most a few KB
 
 
 def day_partition(stamp: str) -> str:
-    """The partition of a record stamped `stamp` (an ISO time in UTC): `date=YYYY-MM-DD`."""
-    return f"{PARTITION}{stamp[:10]}"
+    """The partition of a record stamped `stamp` (an ISO time): `date=YYYY-MM-DD` of its UTC
+    day, the partition readers look in for that time (a stamp that is not an ISO time keeps
+    its first ten characters)."""
+    try:
+        when = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return f"{PARTITION}{str(stamp)[:10]}"
+    day = when.astimezone(UTC).date() if when.tzinfo else when.date()
+    return f"{PARTITION}{day.isoformat()}"
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -48,41 +65,61 @@ def write_partitioned(records: Iterable[dict], root: str, settings: Settings,
                       writer: str | None = None) -> int:
     """Write records (each with an ISO `time`) as JSON lines under their day partitions;
     returns how many. All records are taken (and so validated, when `records` validates as it
-    goes) before anything is written. Locally appends to `<writer>.jsonl`; on GCS writes a new
-    object per call and day. Raises on I/O errors."""
-    by_day: dict[str, list[str]] = {}
+    goes) before anything is written. Locally appends to the writer's current file of each
+    day, rotating past the size cap, and applies the retention when it starts a file; on GCS
+    writes new objects per call and day, each under the cap. Raises on I/O errors."""
+    by_day: dict[str, list[bytes]] = {}
     for record in records:
         by_day.setdefault(day_partition(record["time"]), []).append(
-            json.dumps(record, ensure_ascii=False))
+            (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
     writer = writer or f"{socket.gethostname()}-{os.getpid()}"
+    max_bytes = max_file_bytes(settings)
     if is_gcs(root):
         bucket_name, prefix = split_gcs_uri(root)
         bucket = gcs_client(settings).bucket(bucket_name)
         for day, lines in by_day.items():
-            name = "/".join(p for p in (prefix, day, f"{writer}-{uuid.uuid4().hex}.jsonl") if p)
-            bucket.blob(name).upload_from_string("\n".join(lines) + "\n",
-                                                 content_type="application/x-ndjson")
+            for chunk in filter(None, size_chunks(lines, max_bytes)):
+                name = "/".join(p for p in (prefix, day, f"{writer}-{uuid.uuid4().hex}.jsonl")
+                                if p)
+                bucket.blob(name).upload_from_string(b"".join(chunk),
+                                                     content_type="application/x-ndjson")
     else:
+        started = False
         for day, lines in by_day.items():
-            folder = Path(root) / day
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / f"{writer}.jsonl", "a", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
+            started |= append_rotating(root, day, writer, lines, max_bytes)
+        if started:
+            prune_partitions(Path(root), settings.log_retention_days, datetime.now(UTC).date())
     return sum(len(lines) for lines in by_day.values())
 
 
 # ---------------------------------------------------------------- listing lines
 
 
+def _file_lines(path: Path) -> Iterator[Line]:
+    lines = read_lines(path, MAX_RECORD_BYTES)
+    try:
+        first = next(lines)  # opens the file
+    except (StopIteration, FileNotFoundError):  # deleted since listed: past the retention
+        return
+    yield first
+    yield from lines
+
+
 def _folder_lines(folder: Path) -> Iterator[Line]:
     for path in sorted(folder.glob("*.jsonl")):
-        yield from read_lines(path, MAX_RECORD_BYTES)
+        yield from _file_lines(path)
 
 
 def _blob_lines(blob) -> Iterator[Line]:
-    with tempfile.NamedTemporaryFile(suffix=".jsonl") as copy:
-        blob.download_to_filename(copy.name)  # streamed to disk, read per line
-        yield from read_lines(Path(copy.name), MAX_RECORD_BYTES)
+    from google.api_core.exceptions import NotFound
+
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "object.jsonl"
+        try:
+            blob.download_to_filename(str(copy))  # streamed to disk, read per line
+        except NotFound:  # deleted since listed (the bucket's lifecycle rule)
+            return
+        yield from read_lines(copy, MAX_RECORD_BYTES)
 
 
 def days_between(since: datetime, until: datetime) -> list[str]:

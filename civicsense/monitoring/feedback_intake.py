@@ -1,6 +1,7 @@
 """The feedback route's logic, shared by the model server and the sink: a body checked field by
-field (every problem a `FeedbackRejected` with its HTTP status and message) and token-bucket
-rate limits per client id and per peer address. Plain functions and classes: no HTTP here.
+field (every problem a `FeedbackRejected` with its HTTP status and message), the client id a
+record carries, and token-bucket rate limits per client and per peer address. Plain functions
+and classes: no HTTP here.
 
 A limiter lives in the memory of the process that serves HTTP: the limits are per server
 process (one per model-server pod; the sink runs one replica, so its limits are the
@@ -10,6 +11,7 @@ cluster-wide ones). See docs/monitoring.md, "User feedback".
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -34,7 +36,13 @@ from civicsense.monitoring.request_edge import (
 from civicsense.settings import Settings
 
 FIELDS = ("text", "label", "model_version", "predicted_label", "client_id")
-REQUIRED = ("text", "label", "model_version", "client_id")
+# client_id is optional: the model server takes the reader's identity from its credential and
+# sends the sink the client id it made of it (credentialed_client).
+REQUIRED = ("text", "label", "model_version")
+# The client id of verified feedback: the credential's install id and a keyed hash of the peer
+# it posted from. The feedback log has one identity column, so both travel in it; the trust
+# rule (civicsense.labeling.trust, which keeps its own copy of this pattern) counts each part.
+CREDENTIALED_CLIENT = re.compile(r"(?P<install>[0-9a-f]{16})_(?P<peer>[0-9a-f]{12})")
 MAX_KEYS = 100_000  # buckets held per limiter; the least recently used go first beyond it
 
 
@@ -58,18 +66,37 @@ class Feedback:
     label: str
     model_version: str
     predicted_label: str | None
-    client_id: str
+    client_id: str | None
 
-    def record(self, predicted_label: str | None = None) -> dict:
-        """The feedback-log record (civicsense.monitoring.feedback_log) for this request."""
+    def record(self, predicted_label: str | None = None, client_id: str | None = None) -> dict:
+        """The feedback-log record (civicsense.monitoring.feedback_log) for this request;
+        `client_id`, when given (the server's, from the credential), replaces the body's."""
         predicted = predicted_label or self.predicted_label
         if predicted is None:
             raise FeedbackRejected('"predicted_label" is required: the label of the badge')
+        client = client_id or self.client_id
+        if client is None:
+            raise FeedbackRejected('"client_id" is required: the reader the server verified')
         try:
             return make_feedback(self.text, self.label, predicted, self.model_version,
-                                 self.client_id, max_text_chars=max(len(self.text), 1))
+                                 client, max_text_chars=max(len(self.text), 1))
         except BadFeedback as error:  # check_feedback checked every field: not expected
             raise FeedbackRejected(str(error)) from None
+
+
+def credentialed_client(install_id: str, peer_tag: str) -> str:
+    """The client id of feedback sent with a verified credential (CREDENTIALED_CLIENT)."""
+    client = f"{install_id}_{peer_tag}"
+    if not CREDENTIALED_CLIENT.fullmatch(client):
+        raise ValueError(f"not an install id and a peer tag: {install_id!r}, {peer_tag!r}")
+    return client
+
+
+def limit_key(client_id: str) -> str:
+    """What the per-client limit counts: a credential's install id whatever peer it posts
+    from; any other client id as it is."""
+    match = CREDENTIALED_CLIENT.fullmatch(client_id)
+    return match["install"] if match else client_id
 
 
 def feedback_body_limit(max_text_chars: int) -> int:
@@ -85,8 +112,9 @@ def _label(value: Any, field: str) -> str:
 
 
 def check_feedback(body: Any, max_text_chars: int) -> Feedback:
-    """A JSON object with text, label, model_version, client_id and optionally predicted_label,
-    each valid; anything else is a FeedbackRejected (400) saying which field and why."""
+    """A JSON object with text, label, model_version and optionally predicted_label and
+    client_id, each valid; anything else is a FeedbackRejected (400) saying which field and
+    why."""
     if not isinstance(body, dict):
         raise FeedbackRejected('the body must be a JSON object: {"text", "label", '
                                '"model_version", "predicted_label", "client_id"}')
@@ -111,8 +139,8 @@ def check_feedback(body: Any, max_text_chars: int) -> Feedback:
             or len(version) > MAX_VERSION_CHARS):
         raise FeedbackRejected(f'"model_version" must be a string of 1 to {MAX_VERSION_CHARS} '
                                "characters: the version that made the badge")
-    client = body["client_id"]
-    if not isinstance(client, str) or not CLIENT_ID.fullmatch(client):
+    client = body.get("client_id")
+    if client is not None and (not isinstance(client, str) or not CLIENT_ID.fullmatch(client)):
         raise FeedbackRejected('"client_id" must be 8 to 64 characters of A-Z a-z 0-9 _ -')
     predicted = body.get("predicted_label")
     return Feedback(text, _label(body["label"], "label"), version,
@@ -173,9 +201,9 @@ class RateLimiter:
 
 class FeedbackLimits:
     """The two limits a feedback request passes: its peer address (whatever client ids it
-    claims; a minute's worth of burst) and its client id. `admit` raises a 429 FeedbackRejected
-    with Retry-After (whole seconds, at least 1) when either is spent; a request refused by one
-    limit spends nothing of the other."""
+    claims; a minute's worth of burst) and its client (limit_key: a credential's install id).
+    `admit` raises a 429 FeedbackRejected with Retry-After (whole seconds, at least 1) when
+    either is spent; a request refused by one limit spends nothing of the other."""
 
     def __init__(self, settings: Settings, clock=time.monotonic):
         peer_rate = settings.feedback_peer_rate_per_minute
@@ -188,7 +216,7 @@ class FeedbackLimits:
         if wait:
             raise FeedbackRejected(f"too much feedback from {peer}: try again in "
                                    f"{math.ceil(wait)} s", 429, max(1, math.ceil(wait)))
-        wait = self.clients.take(client_id)
+        wait = self.clients.take(limit_key(client_id))
         if wait:
             self.peers.give_back(peer)
             raise FeedbackRejected(f"too much feedback from this client: try again in "

@@ -7,11 +7,12 @@ the badge, the label the reader chose, and the reader's random client id. Record
 lines partitioned by day, like the payload log (civicsense.monitoring.inference_log), both
 stored by civicsense.monitoring.day_log:
 
-    <root>/date=YYYY-MM-DD/<writer>.jsonl        root = a directory, or gs://bucket/prefix
+    <root>/date=YYYY-MM-DD/<writer>.<NNNN>.jsonl        root = a directory, or gs://bucket/prefix
 
-Locally the HTTP process appends to one file per process; on GCS each write is a new object
-(objects cannot be appended to). Records are validated on the way in (a bad one raises) and
-on the way out (a bad line is skipped and counted by reason, never fatal).
+Locally the HTTP process appends to files of its own, rotated by size and day with the payload
+log's settings and retention (civicsense.monitoring.log_rotation); on GCS each write is a new
+object (objects cannot be appended to). Records are validated on the way in (a bad one raises)
+and on the way out (a bad line is skipped and counted by reason, never fatal).
 """
 
 from __future__ import annotations

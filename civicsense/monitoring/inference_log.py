@@ -5,10 +5,12 @@ probabilities and the featurizer's cheap descriptors (civicsense.featurize.descr
 function training uses). Records are JSON lines partitioned by day
 (civicsense.monitoring.day_log stores them):
 
-    <root>/date=YYYY-MM-DD/<writer>.jsonl        root = a directory, or gs://bucket/prefix
+    <root>/date=YYYY-MM-DD/<writer>.<NNNN>.jsonl        root = a directory, or gs://bucket/prefix
 
-Locally the model server appends to one file per process; the cluster's log sink writes one
-object per batch (GCS objects cannot be appended to). `read_log` reads both layouts.
+Locally the model server appends to files of its own per process and day, the next one past
+`log_max_megabytes`, and deletes days past `log_retention_days`; the cluster's log sink writes
+one object (or more, under the same cap) per batch, since GCS objects cannot be appended to
+(civicsense.monitoring.log_rotation). `read_log` reads every file of the window's days.
 
 Logging never slows or fails a prediction: `InferenceLogger.log` only puts the batch on a
 bounded queue; a background thread builds the records and writes them (it computes descriptors

@@ -2,6 +2,11 @@
 accepted here (with the sink token as `Authorization: Bearer`, never in the URL), and the sink
 writes the feedback log to GCS. Same checks and limits as the server's route
 (civicsense.monitoring.feedback_intake); one replica, so its limits are cluster-wide.
+
+The server verified the reader's credential: the body's `client_id` is the one it made of it
+(credential's install id and peer tag, `credentialed_client`), required here and written as
+is, like the reader's address in X-CivicSense-Peer. A sink with a token takes /feedback only
+from its holders; `civicsense sink` without one binds only loopback unless told otherwise.
 """
 
 from __future__ import annotations
@@ -56,8 +61,8 @@ def install_sink_feedback(app, settings: Settings, authorized, read_body, TooLar
             forwarded = request.headers.get(PEER_HEADER) if has_token else None
             peer = forwarded or client_address(tcp_peer, request.headers,
                                                settings.trusted_proxies)
-            limits.admit(parsed.client_id, peer)
-            record = parsed.record()
+            record = parsed.record()  # a 400 without the server's client id
+            limits.admit(record["client_id"], peer)
         except TimeoutError:
             return refuse(FeedbackRejected("body not received in time", 408))
         except TooLarge as error:

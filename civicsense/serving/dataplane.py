@@ -1,6 +1,7 @@
 """KServe's DataPlane with the model version in the V2 metadata, no extension advertised that
-answers 404, and malformed bodies (which KServe's decoders answer with KeyError/TypeError,
-i.e. 500) turned into 400s."""
+answers 404, malformed bodies (which KServe's decoders answer with KeyError/TypeError, i.e.
+500) turned into 400s, and each request's estimated model time booked to its client's budget
+before the model runs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from civicsense.serving.client_budget import current_reservation
 from civicsense.serving.validation import first_error, parse_json
 
 
@@ -45,6 +47,23 @@ class VersionedDataPlane(DataPlane):
             metadata["versions"] = [loaded.version_tag]
             metadata["platform"] = "mlflow"
         return metadata
+
+    async def infer(self, model_name: str, request, headers=None):
+        """KServe's infer, with the request's texts estimated and booked to its client's
+        budget before any of them runs, and nothing charged when they are refused (400)."""
+        reservation = current_reservation()
+        if reservation is not None:
+            size = request_size(request)
+            if size is None:  # raw bytes (no JSON content type) or malformed: as booked
+                reservation.estimate = reservation.booked
+            else:
+                reservation.book_estimate(*size)
+        try:
+            return await super().infer(model_name, request, headers)
+        except InvalidInput:
+            if reservation is not None:
+                reservation.refund()
+            raise
 
     def decode(self, body, headers, *args, **kwargs):
         if (isinstance(body, bytes) and INFERENCE_CONTENT_LENGTH_HEADER not in (headers or {})
@@ -80,6 +99,22 @@ class RepositoryRoutesOff(ModelRepositoryExtension):
 
     async def unload(self, model_name: str) -> None:
         raise HTTPException(404, "the model repository endpoints are disabled on this server")
+
+
+def request_size(request) -> tuple[int, int] | None:
+    """(texts, characters in all) of a decoded V1 or V2 request, before it is validated; None
+    when its texts are not where a valid request holds them."""
+    if isinstance(request, dict):
+        items = request.get("instances")
+    elif isinstance(request, InferRequest) and request.inputs:
+        items = request.inputs[0].data
+        items = items.reshape(-1).tolist() if hasattr(items, "reshape") else items
+    else:
+        return None
+    if not isinstance(items, list):
+        return None
+    flat = [x for item in items for x in (item if isinstance(item, list) else (item,))]
+    return len(flat), sum(len(x) for x in flat if isinstance(x, str | bytes))
 
 
 def _is_v2(args: tuple, kwargs: dict) -> bool:

@@ -1,6 +1,9 @@
 """The model server's feedback route, `POST /v1/models/<name>/feedback`: a thin shell over
-civicsense.monitoring.feedback_intake (checks, rate limits) that appends the record to the
-feedback log, or on the cluster forwards it to the sink, which writes the log to GCS.
+civicsense.monitoring.feedback_intake (checks, rate limits) that takes feedback only with a
+reader's credential (civicsense.serving.credentials, whose issuing route it installs too) and
+appends the record to the feedback log, or on the cluster forwards it to the sink, which writes
+the log to GCS. The record's client id is the credential's install id and the peer's tag,
+never anything the body says.
 
 It runs in the one HTTP process (the model processes only score), so its rate limits are per
 server: per pod on the cluster, where the sink applies the cluster-wide ones again.
@@ -20,12 +23,22 @@ from civicsense.monitoring.feedback_intake import (
     Feedback,
     FeedbackLimits,
     FeedbackRejected,
+    credentialed_client,
     feedback_body_limit,
     parse_feedback,
 )
 from civicsense.monitoring.feedback_log import write_feedback
 from civicsense.monitoring.request_edge import client_address
 from civicsense.monitoring.sink_auth import check_token
+from civicsense.serving.credentials import (
+    HEADER,
+    Credential,
+    CredentialIssuer,
+    CredentialRefused,
+    credential_keys,
+    install_credential_route,
+    peer_tag,
+)
 from civicsense.serving.http import log_client_error
 from civicsense.settings import Settings
 
@@ -86,19 +99,31 @@ class FeedbackWriter:
 
 
 def install_feedback_route(app, models, settings: Settings) -> None:
-    """Add `POST /v1/models/{name}/feedback` to KServe's app; `models` is the server's model
-    repository (404 for a name it does not serve). Forwarding to the sink with the manifests'
-    placeholder token (or an empty one) stops the server at start (SinkConfigError)."""
+    """Add `POST /v1/models/{name}/feedback` and `POST /v1/credentials` to KServe's app;
+    `models` is the server's model repository (404 for a name it does not serve). Forwarding to
+    the sink with the manifests' placeholder token (or an empty one) stops the server at start
+    (SinkConfigError), and so does a placeholder credential secret (CredentialConfigError)."""
     if settings.feedback_forward_url and settings.sink_token is not None:
         check_token(settings.sink_token.get_secret_value())
+    issuer = CredentialIssuer(settings, credential_keys(settings))
+    install_credential_route(app, issuer, settings)
     limits = FeedbackLimits(settings)
     writer = FeedbackWriter(settings)
     body_limit = feedback_body_limit(settings.max_text_chars)
 
     def refuse(request: Request, error: FeedbackRejected) -> JSONResponse:
         log_client_error(error.status, request, str(error))
-        return JSONResponse({"error": str(error)}, status_code=error.status,
-                            headers=error.headers())
+        headers = error.headers()
+        if error.status == 401:
+            headers["WWW-Authenticate"] = f'{HEADER} realm="feedback"'
+        return JSONResponse({"error": str(error)}, status_code=error.status, headers=headers)
+
+    def verified(request: Request) -> Credential:
+        """The reader's credential, checked before the body is read; else a 401."""
+        try:
+            return issuer.verify(request.headers.get(HEADER))
+        except CredentialRefused as error:
+            raise FeedbackRejected(str(error), 401) from None
 
     def check_version(model, feedback: Feedback) -> None:
         """Feedback is on a badge this server drew: a server serves one version for its life
@@ -123,6 +148,7 @@ def install_feedback_route(app, models, settings: Settings) -> None:
             log_client_error(404, request, message)
             return JSONResponse({"error": message}, status_code=404)
         try:
+            credential = verified(request)
             raw = await request.body()
             if len(raw) > body_limit:
                 raise FeedbackRejected(f"the feedback body is {len(raw)} bytes; at most "
@@ -133,8 +159,9 @@ def install_feedback_route(app, models, settings: Settings) -> None:
             # (server.py), so a spoofed X-Forwarded-For never picks the bucket.
             peer = client_address(request.client.host if request.client else None,
                                   request.headers, settings.trusted_proxies)
-            limits.admit(feedback.client_id, peer)
-            record = feedback.record(await predicted_label(model, feedback))
+            limits.admit(credential.install_id, peer)
+            client = credentialed_client(credential.install_id, peer_tag(issuer.keys, peer))
+            record = feedback.record(await predicted_label(model, feedback), client)
             await writer.write(record, peer)
         except FeedbackRejected as error:
             return refuse(request, error)

@@ -7,6 +7,7 @@ Knative's queue-proxy) often lands them all on one worker while the others idle.
 request goes to whichever process is free, whatever connection it came on. Why not a
 `ProcessPoolExecutor`: its queue and manager threads cost about a millisecond per request; a
 pipe per process read by the event loop itself costs a fraction of that.
+Each answer carries the CPU time it took; calls take turns by client (serving.model_turns).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from kserve.logging import logger
+
+from civicsense.serving.model_turns import ModelTurns, take_turn
 
 WARM_UP = ["warming up the model process"]
 
@@ -74,10 +77,12 @@ def _serve_requests(load: Callable[[], Any], score: Callable, conn: Connection) 
             texts = conn.recv()
         except EOFError:
             return
+        started = time.process_time()  # every thread of it: OpenMP's and ONNX Runtime's too
         try:
             answer = ("ok", score(model.predictor, texts))
         except Exception as error:  # noqa: BLE001 - answered as a 500, the process stays
             answer = ("error", f"{type(error).__name__}: {error}")
+        answer += (time.process_time() - started,)
         try:
             conn.send(answer)
         except OSError:  # the server closed the pipe: it is stopping
@@ -114,6 +119,7 @@ class ModelProcesses:
         self._emptied: asyncio.Future | None = None  # done while no process is alive
         self._replacing: set[asyncio.Task] = set()
         self._one_at_a_time: asyncio.Lock | None = None
+        self._turns = ModelTurns(processes)
         self._stopped = False
 
     @property
@@ -183,6 +189,7 @@ class ModelProcesses:
         self._emptied = loop.create_future()
         # Replacements load in turn: the first is up sooner than two sharing the cores.
         self._one_at_a_time = asyncio.Lock()
+        self._turns = ModelTurns(self.processes)
         for member in self.members:
             member.pending = None
             self._add(member)
@@ -197,7 +204,7 @@ class ModelProcesses:
     def _on_answer(self, member: _Member) -> None:
         assert self._loop is not None and self._idle is not None
         try:
-            status, value = member.conn.recv()
+            status, value, cpu_seconds = member.conn.recv()
         except (EOFError, OSError):
             self._loop.remove_reader(member.conn.fileno())
             self._replace(member)
@@ -209,7 +216,7 @@ class ModelProcesses:
         self._idle.put_nowait(member)
         if pending is not None and not pending.done():  # done: the client went away
             if status == "ok":
-                pending.set_result(value)
+                pending.set_result((value, cpu_seconds))
             else:
                 pending.set_exception(RuntimeError(f"model process {member.pid}: {value}"))
 
@@ -246,12 +253,16 @@ class ModelProcesses:
         task.add_done_callback(self._replacing.discard)
 
     async def score(self, texts: list[str]) -> Any:
-        """score(predictor, texts) in the next free process. A process that dies meanwhile is
-        replaced and the batch tried once more elsewhere. Only once: a batch that kills its
-        process itself fails (500) after costing at most two processes."""
+        """score(predictor, texts) in the next free process, in the turn of the request's
+        client; its CPU time is added to the request's Reservation. A process that dies
+        meanwhile is replaced and the batch tried once more elsewhere. Only once: a batch that
+        kills its process itself fails (500) after costing at most two processes."""
         if self._stopped:
             raise ModelProcessDied("the model processes are stopped")
         self._bind(asyncio.get_running_loop())
+        return await take_turn(self._turns, self._score, texts)
+
+    async def _score(self, texts: list[str]) -> tuple[Any, float]:
         assert self._loop is not None and self._idle is not None
         for attempt in (1, 2):
             member = await self._next_idle()

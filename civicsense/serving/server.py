@@ -10,8 +10,10 @@ import time
 import warnings
 
 from civicsense.monitoring.request_edge import is_blank, proxy_options
+from civicsense.serving.client_budget import ClientBudgets
 from civicsense.serving.connections import guarded_protocol
 from civicsense.serving.dataplane import RepositoryRoutesOff, VersionedDataPlane
+from civicsense.serving.fair_share import FairShare
 from civicsense.serving.feedback import install_feedback_route
 from civicsense.serving.http import (
     BodySizeLimit,
@@ -66,12 +68,16 @@ def serve(settings: Settings, model_uri: str | None = None, model_name: str | No
 def install_app(app, models, dataplane, settings: Settings) -> None:
     """Everything this server adds to KServe's FastAPI `app`, before KServe registers its own
     routes and handlers on it at start: the error handlers, strict JSON bodies inside the body
-    limit, the feedback route (in this, the HTTP, process: rate limits per server), and the
-    versioned V2 routes and `:explain` answered our way. `models` is the server's model
-    repository, `dataplane` its data plane."""
+    limit, each client's budget of model time outside both (a refusal reads no body), the
+    feedback route (in this, the HTTP, process: rate limits per server), and the versioned V2
+    routes and `:explain` answered our way. `models` is the server's model repository,
+    `dataplane` its data plane."""
     install_error_handlers(app)
     app.add_middleware(StrictJsonBodies)  # added first: inside the limit, which bounds it
     app.add_middleware(BodySizeLimit, max_bytes=settings.body_limit)
+    app.add_middleware(FairShare, budgets=ClientBudgets.from_settings(settings),
+                       trusted_proxies=settings.trusted_proxies, max_batch=settings.max_batch,
+                       max_request_chars=settings.max_request_chars)
     install_feedback_route(app, models, settings)
     install_model_routes(app, models, dataplane)
 

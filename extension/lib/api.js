@@ -1,5 +1,6 @@
 // Talking to the CivicSense model server (KServe V2 or V1). Pure functions plus fetch: no
 // chrome.* here, so the service worker and the Node unit tests share this module.
+import { CREDENTIAL, CREDENTIAL_HEADER } from "./feedback.js";
 import { authTransportProblem, CLASSES } from "./settings.js";
 
 export const REQUEST_TIMEOUT_MS = 30000;
@@ -38,6 +39,10 @@ export function metadataUrl(settings) {
 export function feedbackUrl(settings) {
   const base = trimSlash(settings.endpoint);
   return `${base}/v1/models/${encodeURIComponent(settings.modelName)}/feedback`;
+}
+
+export function credentialsUrl(settings) {
+  return `${trimSlash(settings.endpoint)}/v1/credentials`;
 }
 
 /** Request headers; refuses (ApiError "insecure") an Authorization header over plain http://
@@ -198,18 +203,37 @@ export async function classify(settings, texts, options = {}) {
   return parseResponse(settings.protocol, body, texts.length);
 }
 
-/** Send one reader's feedback on a badge (the body from lib/feedback.js: feedbackBody). A
- * 429 is an ApiError("busy") with the server's message, which says when to try again. */
-export async function sendFeedback(settings, body, options = {}) {
+/** A 429 as an ApiError("busy") with the server's message, which says when to try again. */
+function busy(error) {
+  if (!(error instanceof ApiError) || error.status !== 429) return error;
+  const detail = error.message.replace(/^The server answered 429: /, "");
+  return new ApiError("busy", `Not sent (429): ${detail}`, 429);
+}
+
+/** A new credential for this install from the server (POST /v1/credentials). */
+export async function requestCredential(settings, options = {}) {
+  let answer;
   try {
-    return await call(feedbackUrl(settings), { method: "POST", headers: headers(settings),
+    answer = await call(credentialsUrl(settings), { method: "POST",
+      headers: headers(settings, false) }, options);
+  } catch (error) {
+    throw busy(error);
+  }
+  if (!CREDENTIAL.test(String(answer?.credential ?? ""))) {
+    throw new ApiError("protocol", "The server's credential is malformed");
+  }
+  return answer.credential;
+}
+
+/** Send one reader's feedback on a badge (the body from lib/feedback.js: feedbackBody) with
+ * this install's credential. A 429 is an ApiError("busy"); a refused credential a 401. */
+export async function sendFeedback(settings, body, credential, options = {}) {
+  try {
+    return await call(feedbackUrl(settings), { method: "POST",
+      headers: { ...headers(settings), [CREDENTIAL_HEADER]: credential },
       body: JSON.stringify(body) }, options);
   } catch (error) {
-    if (error instanceof ApiError && error.status === 429) {
-      const detail = error.message.replace(/^The server answered 429: /, "");
-      throw new ApiError("busy", `Not sent (429): ${detail}`, 429);
-    }
-    throw error;
+    throw busy(error);
   }
 }
 

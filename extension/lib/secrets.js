@@ -1,4 +1,4 @@
-// The Authorization header's store: IndexedDB of the extension's own origin. Content scripts
+// The Authorization header's and the feedback credential's store: IndexedDB of the extension's own origin. Content scripts
 // share chrome.storage with the extension but run in the page's origin, so they cannot open
 // this database. It persists like chrome.storage.local (until the extension is removed).
 // Only the service worker imports this module.
@@ -50,14 +50,30 @@ export async function writeAuth(header, origin) {
     : store.delete(AUTH)));
 }
 
-const CLIENT = "client-id";
+const CREDENTIAL = "credential";
+const LEGACY_CLIENT_ID = "client-id";  // versions before credentials kept a random id here
 
-/** The reader's random feedback client id, made once (by `make`) and kept here, where a page
- * cannot read it to send feedback in the reader's name. */
-export async function readClientId(make) {
-  const saved = await inStore("readonly", (store) => store.get(CLIENT));
-  if (typeof saved === "string" && saved) return saved;
-  const fresh = make();
-  await inStore("readwrite", (store) => store.put(fresh, CLIENT));
-  return fresh;
+/**
+ * The reader's feedback credential and the endpoint origin whose server issued it:
+ * {credential, origin}, or {credential: "", origin: null}. Kept here, where a page cannot read
+ * it to send feedback in the reader's name; sent only to that origin.
+ */
+export async function readCredential() {
+  const value = await inStore("readonly", (store) => store.get(CREDENTIAL));
+  if (!value || typeof value.credential !== "string" || !value.credential) {
+    return { credential: "", origin: null };
+  }
+  return { credential: value.credential, origin: String(value.origin ?? "") };
+}
+
+/** Save (or, for an empty one, delete) the credential, bound to `origin`. */
+export async function writeCredential(credential, origin) {
+  const clean = String(credential ?? "").trim();
+  await inStore("readwrite", (store) => (clean ? store.put({ credential: clean, origin }, CREDENTIAL)
+    : store.delete(CREDENTIAL)));
+}
+
+/** Forget the random client id of earlier versions: the server no longer takes it. */
+export async function dropLegacyClientId() {
+  await inStore("readwrite", (store) => store.delete(LEGACY_CLIENT_ID));
 }

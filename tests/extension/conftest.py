@@ -97,7 +97,7 @@ def model_server(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Iter
         return
     port = free_port()
     log = tmp_path_factory.mktemp("model-server") / "serve.log"
-    # A client id's feedback refills one per 2 minutes: the 429 test's spent budget stays spent
+    # A credential's feedback refills one per 2 minutes: the 429 test's spent budget stays spent
     # until its click, however slow the machine (test_extension_feedback.py).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CIVICSENSE_FEEDBACK_RATE_PER_MINUTE": "0.5"}
     process, url = start_server([str(CIVICSENSE), "serve", "--port", str(port)], port, env, log)
@@ -125,12 +125,13 @@ class Browser:
         return self.worker.evaluate(script, arg)
 
     def reset(self, **settings) -> None:
-        """Fresh storage and no saved Authorization header, then the given settings (the
-        options page's own format)."""
+        """Fresh storage, no saved Authorization header and no feedback credential, then the
+        given settings (the options page's own format)."""
         self.sw("""async (settings) => {
             await chrome.storage.local.clear();
             await chrome.storage.session.clear();
             await civicsense.writeAuth("", null);
+            await civicsense.writeCredential("", null);
             if (settings) await chrome.storage.local.set({settings});
         }""", settings or None)
 

@@ -1,7 +1,9 @@
-""""Wrong?" on a badge in a real Chromium against the real model server: the click sends the
-reader's label with the badge's model version, the record lands in the server's feedback log,
-the badge confirms it; errors (429, server down) are shown; nothing is kept, nothing is sent
-without a real click, and no page can send feedback for a text CivicSense did not badge."""
+""""Wrong?" on a badge in a real Chromium against the real model server: the first click gets
+the install's credential from the server, the click sends the reader's label with the badge's
+model version and that credential, the record lands in the server's feedback log under the
+credential's install id, the badge confirms it; a refused credential is replaced once; errors
+(429, server down) are shown; nothing is kept, nothing is sent without a real click, and no page
+can send feedback for a text CivicSense did not badge."""
 
 from __future__ import annotations
 
@@ -37,8 +39,15 @@ def feedback_log(trained_home):
     return lambda: read_feedback(settings.feedback_log, settings)
 
 
-def client_id(ext) -> str:
-    return ext.sw("() => civicsense.readClientId()")
+def install_id(ext) -> str | None:
+    """The install id of the extension's saved credential (None before the first Wrong?)."""
+    credential = ext.sw("async () => (await civicsense.readCredential()).credential")
+    return credential.split(".")[2] if credential else None
+
+
+def of(frame, install: str):
+    """The feedback records sent with that install's credential."""
+    return frame[frame.client_id.str.startswith(f"{install}_")]
 
 
 def first_badge(page):
@@ -57,9 +66,7 @@ def test_wrong_sends_the_readers_label_with_the_badges_version(ext, model_server
     badge = first_badge(page)
     predicted = badge.get_attribute("data-label")
     label = next(c for c in CLASSES if c != predicted)
-    me = client_id(ext)
-    before = feedback_log()
-    assert me not in set(before.client_id), "nothing is sent before the reader clicks"
+    assert install_id(ext) is None, "no credential, no request, before the reader clicks"
     choose(badge, label)
     status = badge.locator(".fb-status.ok")
     status.wait_for(timeout=30_000)
@@ -67,8 +74,9 @@ def test_wrong_sends_the_readers_label_with_the_badges_version(ext, model_server
     assert badge.get_attribute("data-feedback") == f"sent:{label}"
     assert badge.locator("button.wrong").is_hidden()
     ext.shot(page, "feedback-sent", clip={"x": 0, "y": 0, "width": 1280, "height": 400})
-    mine = feedback_log()
-    mine = mine[mine.client_id == me]
+    me = install_id(ext)
+    assert me, "the first Wrong? got the install's credential"
+    mine = of(feedback_log(), me)
     assert len(mine) == 1
     row = mine.iloc[0]
     assert row.text == page.evaluate(FIRST_TEXT)
@@ -77,6 +85,22 @@ def test_wrong_sends_the_readers_label_with_the_badges_version(ext, model_server
     # The extension keeps no post text: not in its storage, not in its session storage.
     stored = json.dumps([ext.storage("local"), ext.storage("session")])
     assert row.text not in stored and row.text[:40] not in stored
+
+
+def test_a_refused_credential_is_replaced_once(ext, model_server, feedback_log):
+    """A credential the server no longer takes (expired, revoked, another server's): the
+    worker gets a new one and the feedback goes through."""
+    ext.sw("async (origin) => civicsense.writeCredential("
+           "'cs1.1.0123456789abcdef.1800000000.' + 'A'.repeat(43), origin)",
+           model_server.url)
+    page = ext.open_page("feed.html")
+    ext.analyze_page(page)
+    badge = first_badge(page)
+    choose(badge, next(c for c in CLASSES if c != badge.get_attribute("data-label")))
+    badge.locator(".fb-status.ok").wait_for(timeout=30_000)
+    me = install_id(ext)
+    assert me and me != "0123456789abcdef"
+    assert len(of(feedback_log(), me)) == 1
 
 
 def test_a_page_script_cannot_click_for_the_reader(ext, feedback_log):
@@ -123,19 +147,23 @@ def test_the_server_being_down_is_shown_on_the_badge(ext):
 
 
 def test_too_much_feedback_is_a_429_shown_on_the_badge(ext, model_server, feedback_log):
-    """Last in this module: it spends the extension's client id's feedback budget."""
+    """Last in this module: it spends the feedback budget of the extension's credential."""
     page = ext.open_page("feed.html")
     ext.analyze_page(page)
-    me = client_id(ext)
+    issued = requests.post(f"{model_server.url}/v1/credentials", timeout=10)
+    assert issued.status_code == 200, issued.text
+    credential = issued.json()["credential"]
+    ext.sw("async ([credential, origin]) => civicsense.writeCredential(credential, origin)",
+           [credential, model_server.url])
     url = f"{model_server.url}/v1/models/civicsense-sentiment/feedback"
-    body = {"text": "Spending the budget of this client id", "label": "neutral",
-            "predicted_label": "positive", "model_version": model_server.version_tag,
-            "client_id": me}
+    body = {"text": "Spending the budget of this credential", "label": "neutral",
+            "predicted_label": "positive", "model_version": model_server.version_tag}
     for _ in range(50):
-        if requests.post(url, json=body, timeout=10).status_code == 429:
+        if requests.post(url, json=body, headers={"X-CivicSense-Credential": credential},
+                         timeout=10).status_code == 429:
             break
     else:
-        pytest.fail("the server never rate-limited the client id")
+        pytest.fail("the server never rate-limited the credential")
     badge = first_badge(page)
     choose(badge, "negative")
     alert = badge.locator(".fb-status.error[role=alert]")

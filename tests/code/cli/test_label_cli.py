@@ -40,9 +40,11 @@ def test_export_import_status_round_trip(civicsense_home, tmp_path):
     assert "snapshot: sha256:" in result.output and "(5 posts; skipped: none)" in result.output
     result = runner.invoke(app, ["label", "status"])
     assert result.exit_code == 0, result.output
-    assert "snapshots: 1" in result.output and "labelled posts: 5 (5 negative)" in result.output
-    assert "feedback: 1 records on 1 posts from 1 clients; pending (not labelled): 0" in (
-        result.output)
+    assert "snapshots: 1" in result.output and "annotated posts: 5 (5 negative)" in result.output
+    assert ("feedback: 1 records on 1 posts, 0 with a credential from 0 installs; pending (not "
+            "annotated): 0") in result.output
+    assert ("consensus (>= 3 credentials from >= 3 peers over >= 2 days): 0; consensus "
+            "training off: only annotators' labels reach training") in result.output
     again = runner.invoke(app, ["label", "export", "--budget", "10", "--out",
                                 str(tmp_path / "next.json")])
     assert "tasks: 6 (6 uncertainty)" in again.output  # the 5 labelled ones never come back

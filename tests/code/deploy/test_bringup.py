@@ -28,6 +28,8 @@ from civicsense.deploy.bringup import (
 from civicsense.deploy.execute import StepFailed, describe, run_plan, upload
 from civicsense.settings import MIRROR_DATA
 
+pytestmark = pytest.mark.integration  # real processes, seconds each: `make test`, not test-fast
+
 IMAGES = {"component_image": "civicsense-components:0.1.0-abc1234",
           "serving_image": "civicsense-serving:0.1.0-abc1234"}
 

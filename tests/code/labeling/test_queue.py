@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from civicsense import PROBABILITY_COLUMNS
 from civicsense.labeling.queue import QUEUE_COLUMNS, export_tasks, select_for_labeling
 from civicsense.labeling.snapshots import ANNOTATIONS, write_snapshot
 from civicsense.monitoring.feedback_log import post_key
+from civicsense.settings import Settings
 
 
 def _log(rows: list[tuple[str, tuple[float, float, float], str]]) -> pd.DataFrame:
@@ -98,7 +100,7 @@ def test_export_writes_budget_picks_plus_every_feedback_post(civicsense_home, tm
 
 def test_export_defaults_to_a_file_under_home_and_honours_the_window(civicsense_home):
     settings = civicsense_home
-    serve(settings, ["old post"], [TORN], when=NOW - timedelta(days=30))
+    serve(settings, ["old post"], [TORN], when=NOW - timedelta(days=20))
     serve(settings, ["new post"], [SURE])
     result = export_tasks(settings, 10, strategy="random", seed=3)
     assert result.path.parent == settings.home_dir / "labels" / "exports"
@@ -118,3 +120,26 @@ def test_feedback_posts_more_clients_reported_come_first(civicsense_home, tmp_pa
     assert result.by_reason == {"feedback": 6}
     assert [t["data"]["text"] for t in result.tasks][:2] == ["widely disputed post",
                                                              "flooded post 0"]
+
+
+def test_export_sees_every_post_across_rotated_files_and_midnight(civicsense_home, monkeypatch,
+                                                                  tmp_path):
+    monkeypatch.setenv("CIVICSENSE_LOG_MAX_MEGABYTES", "0.002")  # ≈ 2 KB: a few records a file
+    settings = Settings()
+    midnight = NOW.replace(hour=0, minute=0, second=0)
+    start = midnight - timedelta(minutes=10)
+    served = [f"served post {i} on the pension reform" for i in range(80)]
+    for i in range(0, len(served), 4):  # a batch a minute, ten minutes either side of midnight
+        serve(settings, served[i:i + 4], [UNSURE] * 4, when=start + timedelta(minutes=i // 4))
+    reported = [f"reported post {i}" for i in range(24)]
+    for i, text in enumerate(reported):
+        feedback(settings, text, "negative", f"client-{i:05d}",
+                 when=midnight - timedelta(minutes=2) + timedelta(seconds=10 * i))
+    for log in (settings.inference_log, settings.feedback_log):
+        files = sorted(Path(log).glob("date=*/*.jsonl"))
+        assert len({path.parent for path in files}) == 2 and len(files) >= 4, files
+    result = export_tasks(settings, 1000, since=start, until=midnight + timedelta(minutes=10),
+                          out=tmp_path / "tasks.json")
+    texts = [task["data"]["text"] for task in result.tasks]
+    assert result.by_reason == {"feedback": 24, "uncertainty": 80}
+    assert sorted(texts) == sorted(served + reported)  # every post, once

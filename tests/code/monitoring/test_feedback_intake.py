@@ -12,7 +12,9 @@ from civicsense.monitoring.feedback_intake import (
     FeedbackRejected,
     RateLimiter,
     check_feedback,
+    credentialed_client,
     feedback_body_limit,
+    limit_key,
     parse_feedback,
 )
 from civicsense.monitoring.feedback_log import FEEDBACK_COLUMNS, post_key
@@ -45,6 +47,31 @@ def test_predicted_label_is_optional_in_the_body_but_required_in_the_record():
     with pytest.raises(FeedbackRejected, match="predicted_label"):
         feedback.record()
     assert feedback.record("neutral")["predicted_label"] == "neutral"
+
+
+def test_the_client_id_is_the_servers_not_the_bodys():
+    """The model server passes the client id it made of the reader's credential; a body's own
+    client_id (optional) is only what the sink writes, from the server."""
+    body = {k: v for k, v in GOOD.items() if k != "client_id"}
+    feedback = check_feedback(body, 2000)
+    with pytest.raises(FeedbackRejected, match="client_id"):
+        feedback.record()
+    client = credentialed_client("0123456789abcdef", "a1b2c3d4e5f6")
+    assert client == "0123456789abcdef_a1b2c3d4e5f6"
+    assert check_feedback(GOOD, 2000).record(client_id=client)["client_id"] == client
+    with pytest.raises(ValueError, match="install id"):
+        credentialed_client("sockpuppet_0000", "a1b2c3d4e5f6")
+
+
+def test_the_client_limit_counts_an_install_whatever_peer_it_posts_from():
+    assert limit_key("0123456789abcdef_a1b2c3d4e5f6") == "0123456789abcdef"
+    assert limit_key("0123456789abcdef") == limit_key("0123456789abcdef_ffffffffffff")
+    assert limit_key("reader-0001") == "reader-0001"
+    limits = FeedbackLimits(Settings(feedback_burst=1, feedback_peer_rate_per_minute=100),
+                            clock=Clock())
+    limits.admit("0123456789abcdef_a1b2c3d4e5f6", "10.0.0.1")
+    with pytest.raises(FeedbackRejected, match="this client"):
+        limits.admit("0123456789abcdef_ffffffffffff", "10.0.0.2")
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -89,7 +89,7 @@ def test_bad_lines_are_skipped_and_counted(tmp_path):
     root = tmp_path / "feedback"
     write_feedback([_record()], str(root), settings, writer="w")
     good = _record("another good one")
-    path = next(root.glob("date=*/w.jsonl"))
+    path = next(root.glob("date=*/w.0000.jsonl"))
     with open(path, "ab") as handle:
         handle.write(b"not json\n[1, 2]\n\n")
         handle.write(json.dumps({"text": "x"}).encode() + b"\n")

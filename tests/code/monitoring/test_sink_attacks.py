@@ -25,6 +25,8 @@ from civicsense.monitoring.sink_auth import LOGGER_SOURCES_ENV, TOKEN_PLACEHOLDE
 from civicsense.settings import Settings
 from tests_support import CIVICSENSE, free_port, stop_server
 
+pytestmark = pytest.mark.integration  # real processes, seconds each: `make test`, not test-fast
+
 TOKEN = "s3cret-sink-token"
 LOGGER_SOURCE = "civicsense/civicsense-sentiment"  # namespace/InferenceService
 # What KServe's logger (v0.20.0, pkg/logger/worker.go) adds to every event it sends.

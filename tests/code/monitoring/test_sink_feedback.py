@@ -45,6 +45,7 @@ def test_feedback_lands_in_the_feedback_log(tmp_path):
     ({**GOOD, "label": "meh"}, 400, '"label" must be one of'),
     ({k: v for k, v in GOOD.items() if k != "predicted_label"}, 400, "predicted_label"),
     ({**GOOD, "client_id": "x"}, 400, "client_id"),
+    ({k: v for k, v in GOOD.items() if k != "client_id"}, 400, '"client_id" is required'),
     ({**GOOD, "text": "y" * 2001}, 400, "at most 2000"),
     ({**GOOD, "text": "\u2028" * 30_000}, 413, "limit"),
     ({**GOOD, "text": "\u200b\u202e"}, 400, '"text" must be a non-empty string'),

@@ -28,6 +28,8 @@ from civicsense.rollout.verbs import (
 from civicsense.training.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_snapshot
 from tests_support import CIVICSENSE
 
+pytestmark = pytest.mark.integration  # real processes, seconds each: `make test`, not test-fast
+
 NAME = "civicsense-sentiment"
 BEFORE = {CHAMPION: "1", CHALLENGER: "2", PREVIOUS: None}
 PROMOTED = {CHAMPION: "2", CHALLENGER: None, PREVIOUS: "1"}

@@ -1,7 +1,8 @@
 """The feedback route for real: `civicsense serve --workers 2` (the route runs in the HTTP
 process beside the model processes), then a server that forwards to a real `civicsense sink`
 as on the cluster. Each test has its own X-Forwarded-For address (the test client, on
-127.0.0.1, is a trusted proxy), so the per-peer limit of one test does not spend another's."""
+127.0.0.1, is a trusted proxy), so the per-peer limits of one test do not spend another's;
+each reader first gets its credential from POST /v1/credentials."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from civicsense.settings import Settings
 from tests_support import CIVICSENSE, MODEL_NAME, free_port, start_server, stop_server
 
 FEEDBACK = f"/v1/models/{MODEL_NAME}/feedback"
+CREDENTIAL = "X-CivicSense-Credential"
 TOKEN = "feedback-test-token-0123456789"
 TEXT = "Finally a pension reform that protects the young, well done"
 
@@ -54,19 +56,36 @@ def body(version: str, client: str, **change) -> dict:
             "predicted_label": "positive", "client_id": client, **change}
 
 
-def post(url: str, payload, peer: str, session=requests, **kwargs) -> requests.Response:
-    return session.post(url + FEEDBACK, json=payload, headers={"X-Forwarded-For": peer},
-                        timeout=30, **kwargs)
+def credential(url: str, peer: str) -> tuple[str, str]:
+    """(credential, install id) for a reader at `peer`."""
+    answer = requests.post(url + "/v1/credentials", headers={"X-Forwarded-For": peer},
+                           timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["credential"], answer.json()["install_id"]
+
+
+def post(url: str, payload, peer: str, token: str | None, session=requests,
+         **kwargs) -> requests.Response:
+    headers = {"X-Forwarded-For": peer, **({CREDENTIAL: token} if token else {})}
+    return session.post(url + FEEDBACK, json=payload, headers=headers, timeout=30, **kwargs)
+
+
+def of(frame, install: str):
+    """The records of one install (the client id is the install id and the peer's tag)."""
+    return frame[frame.client_id.str.startswith(install + "_")]
 
 
 def test_feedback_is_appended_to_the_feedback_log(server, version_tag):
     url, log_dir = server
-    answer = post(url, body(version_tag, "reader-a-0001"), "192.0.2.1")
+    assert post(url, body(version_tag, "reader-a-0001"), "192.0.2.1", None).status_code == 401
+    token, install = credential(url, "192.0.2.1")
+    answer = post(url, body(version_tag, "reader-a-0001"), "192.0.2.1", token)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"accepted": True, "post_key": post_key(TEXT), "label": "negative",
                              "model_version": version_tag}
     frame = read_feedback(log_dir, Settings())
-    row = frame[frame.client_id == "reader-a-0001"].iloc[0]
+    assert "reader-a-0001" not in set(frame.client_id)  # the credential's identity, not this
+    row = of(frame, install).iloc[0]
     assert (row.text, row.label, row.predicted_label, row.model_version) == (
         TEXT, "negative", "positive", version_tag)
 
@@ -78,15 +97,17 @@ def test_without_predicted_label_the_server_fills_in_its_own(server, version_tag
     label = predicted["predictions"][0]["label"]
     payload = body(version_tag, "reader-b-0001")
     del payload["predicted_label"]
-    assert post(url, payload, "192.0.2.2").status_code == 200
+    token, install = credential(url, "192.0.2.2")
+    assert post(url, payload, "192.0.2.2", token).status_code == 200
     frame = read_feedback(log_dir, Settings())
-    assert frame[frame.client_id == "reader-b-0001"].predicted_label.tolist() == [label]
-    other = post(url, {**payload, "model_version": "0+old"}, "192.0.2.2")
+    assert of(frame, install).predicted_label.tolist() == [label]
+    other = post(url, {**payload, "model_version": "0+old"}, "192.0.2.2", token)
     assert other.status_code == 400 and version_tag in other.json()["error"]
 
 
 def test_bad_feedback_is_a_json_4xx_and_the_connection_stays_usable(server, version_tag):
     url, log_dir = server
+    token, install = credential(url, "192.0.2.3")
     with requests.Session() as session:  # one keep-alive connection for every request
         for payload, status, message in [
             (body(version_tag, "reader-c-0001", label="wrong"), 400, '"label" must be one of'),
@@ -95,10 +116,14 @@ def test_bad_feedback_is_a_json_4xx_and_the_connection_stays_usable(server, vers
             (body(version_tag, "reader-c-0001", text="\u2028" * 10_000), 413, "at most"),
             ([1, 2], 400, "JSON object"),
         ]:
-            answer = post(url, payload, "192.0.2.3", session)
+            answer = post(url, payload, "192.0.2.3", token, session)
             assert answer.status_code == status, answer.text
             assert message in answer.json()["error"]
-        garbage = session.post(url + FEEDBACK, data=b"{not json", timeout=10)
+        forged = post(url, body(version_tag, "reader-c-0001"), "192.0.2.3", token[:-4] + "AAAA",
+                      session)
+        assert forged.status_code == 401 and "signature" in forged.json()["error"]
+        garbage = session.post(url + FEEDBACK, data=b"{not json", headers={CREDENTIAL: token},
+                               timeout=10)
         assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["error"]
         missing = session.post(f"{url}/v1/models/no-such-model/feedback",
                                json=body(version_tag, "reader-c-0001"), timeout=10)
@@ -106,22 +131,26 @@ def test_bad_feedback_is_a_json_4xx_and_the_connection_stays_usable(server, vers
         assert session.post(f"{url}/v1/models/{MODEL_NAME}:predict", json={
             "instances": [TEXT]}, timeout=10).status_code == 200
     frame = read_feedback(log_dir, Settings())
-    assert "reader-c-0001" not in set(frame.client_id)
+    assert of(frame, install).empty
 
 
 def test_a_client_over_its_rate_and_a_flooding_peer_get_429(server, version_tag):
     url, _ = server
-    statuses = [post(url, body(version_tag, "reader-d-0001"), "192.0.2.4").status_code
+    token, _ = credential(url, "192.0.2.4")
+    statuses = [post(url, body(version_tag, "reader-d-0001"), "192.0.2.4", token).status_code
                 for _ in range(3)]
     assert statuses == [200, 200, 429]
-    refused = post(url, body(version_tag, "reader-d-0001"), "192.0.2.4")
+    # Another claimed client id is the same credential: the same spent bucket.
+    refused = post(url, body(version_tag, "reader-d-0002"), "192.0.2.4", token)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     assert "too much feedback from this client" in refused.json()["error"]
-    # One address, fresh client ids: the peer limit (5 a minute) holds whatever ids it claims.
-    flood = [post(url, body(version_tag, f"fake-client-{i:04d}"), "192.0.2.5").status_code
-             for i in range(8)]
+    # One address, four credentials: the peer limit (5 a minute) holds whatever they are.
+    tokens = [credential(url, "192.0.2.5")[0] for _ in range(4)]
+    flood = [post(url, body(version_tag, "reader-d-0003"), "192.0.2.5",
+                  tokens[i // 2]).status_code for i in range(8)]
     assert flood == [200] * 5 + [429] * 3
-    assert post(url, body(version_tag, "reader-d-0002"), "192.0.2.6").status_code == 200
+    assert post(url, body(version_tag, "reader-d-0004"), "192.0.2.6",
+                credential(url, "192.0.2.6")[0]).status_code == 200
 
 
 @pytest.fixture(scope="module")
@@ -160,14 +189,16 @@ def forwarding(trained_home, tmp_path_factory) -> Iterator[tuple[str, str, subpr
 
 def test_a_forwarding_server_hands_feedback_to_the_sink(forwarding, version_tag):
     url, log_dir, sink = forwarding
-    assert post(url, body(version_tag, "reader-e-0001"), "192.0.2.7").status_code == 200
+    token, install = credential(url, "192.0.2.7")
+    assert post(url, body(version_tag, "reader-e-0001"), "192.0.2.7", token).status_code == 200
     frame = read_feedback(log_dir, Settings())
-    assert frame.client_id.tolist() == ["reader-e-0001"]
+    assert len(of(frame, install)) == len(frame) == 1  # the server's identity, from the sink
     assert frame.model_version.tolist() == [version_tag]
     # The sink's own limit (burst 1 there) comes back through the server, Retry-After too.
-    refused = post(url, body(version_tag, "reader-e-0001"), "192.0.2.7")
+    refused = post(url, body(version_tag, "reader-e-0001"), "192.0.2.7", token)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    other, _ = credential(url, "192.0.2.8")
     stop_server(sink)
-    down = post(url, body(version_tag, "reader-e-0002"), "192.0.2.8")
+    down = post(url, body(version_tag, "reader-e-0002"), "192.0.2.8", other)
     assert down.status_code == 503 and "unreachable" in down.json()["error"]
     assert down.headers["Retry-After"] == "30"

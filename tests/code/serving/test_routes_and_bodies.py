@@ -39,6 +39,7 @@ TAG = "7+abc"  # the stand-in's version: registered version 7, run abc
 V1 = f"/v1/models/{NAME}:predict"
 V2 = f"/v2/models/{NAME}/infer"
 FEEDBACK = f"/v1/models/{NAME}/feedback"
+CREDENTIAL = "X-CivicSense-Credential"  # feedback is taken only with a credential the server issued
 BOM = b"\xef\xbb\xbf"
 PEER = ("198.51.100.7", 50000)  # the TCP peer every TestClient request comes from
 
@@ -74,10 +75,21 @@ def settings_for(tmp_path, **overrides) -> Settings:
                     feedback_log_uri=str(tmp_path / "feedback"), **overrides)
 
 
+def credential(post) -> dict[str, str]:
+    """A reader's credential header, from the server's POST /v1/credentials (`post(path)`)."""
+    return {CREDENTIAL: post("/v1/credentials").json()["credential"]}
+
+
+def reader(test_client: TestClient) -> TestClient:
+    """`test_client`, sending a reader's credential with every request."""
+    test_client.headers.update(credential(test_client.post))
+    return test_client
+
+
 @pytest.fixture
 def client(tmp_path):
     with TestClient(build_app(settings_for(tmp_path)), client=PEER) as test_client:
-        yield test_client
+        yield reader(test_client)
 
 
 @pytest.fixture
@@ -220,7 +232,7 @@ def test_feedback_must_name_the_version_this_server_serves(tmp_path, client):
 
 
 def _statuses(test_client: TestClient, spoofed: list[str]) -> list[int]:
-    """One feedback per spoofed address, each under a fresh client id."""
+    """One feedback per spoofed address, each claiming a fresh client id (ignored)."""
     return [test_client.post(FEEDBACK, json=feedback_body(f"reader-{i:04d}"), headers={
         "X-Forwarded-For": address}).status_code for i, address in enumerate(spoofed)]
 
@@ -231,7 +243,7 @@ SPOOFED = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"]
 def test_a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_move_the_peer_limit(tmp_path):
     settings = settings_for(tmp_path, feedback_peer_rate_per_minute=2)
     with TestClient(build_app(settings), client=PEER) as test_client:
-        assert _statuses(test_client, SPOOFED) == [200, 200, 429, 429]
+        assert _statuses(reader(test_client), SPOOFED) == [200, 200, 429, 429]
         refused = test_client.post(FEEDBACK, json=feedback_body("reader-9999"), headers={
             "Forwarded": "for=203.0.113.9", "X-Real-IP": "203.0.113.10"})
     assert refused.status_code == 429 and PEER[0] in refused.json()["error"]
@@ -241,7 +253,7 @@ def test_from_a_trusted_proxy_the_forwarded_address_is_the_peer(tmp_path):
     settings = settings_for(tmp_path, feedback_peer_rate_per_minute=2,
                             trusted_proxies="198.51.100.0/24")
     with TestClient(build_app(settings), client=PEER) as test_client:
-        assert _statuses(test_client, SPOOFED) == [200] * 4
+        assert _statuses(reader(test_client), SPOOFED) == [200] * 4
         # What a client wrote is left of what the proxy appended: only the proxy's entry counts.
         chained = [f"10.9.9.{i}, 203.0.113.1" for i in range(3)]
         assert _statuses(test_client, chained) == [200, 429, 429]
@@ -269,8 +281,10 @@ def test_uvicorn_honours_forwarded_for_from_loopback_only_when_told(tmp_path, tr
     settings = settings_for(tmp_path, feedback_peer_rate_per_minute=2, trusted_proxies=trusted)
     server, thread, url = _serve_in_thread(build_app(settings), settings)
     try:
+        token = credential(lambda path: requests.post(url + path, timeout=10))
         statuses = [requests.post(url + FEEDBACK, json=feedback_body(f"reader-{i:04d}"),
-                                  headers={"X-Forwarded-For": address}, timeout=10).status_code
+                                  headers={"X-Forwarded-For": address, **token},
+                                  timeout=10).status_code
                     for i, address in enumerate(SPOOFED)]
     finally:
         server.should_exit = True
@@ -313,8 +327,10 @@ def test_serve_itself_ignores_a_spoofed_forwarded_for_and_logs_no_traceback(tmp_
     process, url = start_server([sys.executable, "-c", STAND_IN_SERVER, str(port)], port, env,
                                 log, timeout=120)
     try:
+        token = credential(lambda path: requests.post(url + path, timeout=10))
         statuses = [requests.post(url + FEEDBACK, json=feedback_body(f"reader-{i:04d}"),
-                                  headers={"X-Forwarded-For": address}, timeout=10).status_code
+                                  headers={"X-Forwarded-For": address, **token},
+                                  timeout=10).status_code
                     for i, address in enumerate(SPOOFED)]
         assert requests.get(url + "/v2", timeout=10).json()["extensions"] == []
         for method, path in [("GET", f"/v2/models/{NAME}/versions/3/ready"),
