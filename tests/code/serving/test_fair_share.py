@@ -40,7 +40,13 @@ from civicsense.serving.model_turns import ModelTurns, take_turn
 from civicsense.serving.predictor import SentimentKServeModel
 from civicsense.serving.server import install_app
 from civicsense.settings import Settings
-from tests_support import free_port, run_coroutine, start_server, stop_server
+from tests_support import (
+    STAND_IN_SERVER,
+    free_port,
+    run_coroutine,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.filterwarnings(  # KServe 0.21 answers with ORJSONResponse
     "ignore::fastapi.exceptions.FastAPIDeprecationWarning")
@@ -340,26 +346,6 @@ def test_the_app_answers_a_heavy_client_429_and_keeps_serving_a_light_one(tmp_pa
 
 # ---------------------------------------------------------------- serve() itself, on loopback
 
-STAND_IN_SERVER = """
-import sys
-import numpy as np
-from civicsense.serving import predictor
-from civicsense.serving.loading import LoadedModel
-from civicsense.serving.server import serve
-from civicsense.settings import Settings
-
-class StandIn:
-    def score(self, texts):
-        rows = np.tile(np.array([0.1, 0.2, 0.7], dtype=np.float32), (len(texts), 1))
-        return rows, np.zeros((len(texts), 1))
-
-def load(self):
-    self.loaded, self.ready = LoadedModel(StandIn(), "unused", "7", "abc"), True
-    return True
-
-predictor.SentimentKServeModel.load = load
-serve(Settings(), model_uri="unused", port=int(sys.argv[1]))
-"""
 
 
 def _post(port: int, source: str, body: dict) -> tuple[int, dict, dict]:

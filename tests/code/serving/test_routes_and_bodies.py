@@ -30,7 +30,7 @@ from civicsense.serving.loading import LoadedModel
 from civicsense.serving.predictor import SentimentKServeModel
 from civicsense.serving.server import configure_uvicorn, install_app
 from civicsense.settings import Settings
-from tests_support import free_port, start_server, stop_server
+from tests_support import STAND_IN_SERVER, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.filterwarnings(  # KServe 0.21 answers with ORJSONResponse
     "ignore::fastapi.exceptions.FastAPIDeprecationWarning")
@@ -272,6 +272,16 @@ def _serve_in_thread(app, settings: Settings):
     return server, thread, f"http://127.0.0.1:{port}"
 
 
+def spoofed_feedback_statuses(url: str) -> list[int]:
+    """One reader's credential, then one feedback post per SPOOFED X-Forwarded-For address:
+    the statuses in order."""
+    token = credential(lambda path: requests.post(url + path, timeout=10))
+    return [requests.post(url + FEEDBACK, json=feedback_body(f"reader-{i:04d}"),
+                          headers={"X-Forwarded-For": address, **token},
+                          timeout=10).status_code
+            for i, address in enumerate(SPOOFED)]
+
+
 @pytest.mark.parametrize(("trusted", "expected"), [("", [200, 200, 429, 429]),
                                                    ("127.0.0.1", [200] * 4)])
 def test_uvicorn_honours_forwarded_for_from_loopback_only_when_told(tmp_path, trusted,
@@ -281,37 +291,13 @@ def test_uvicorn_honours_forwarded_for_from_loopback_only_when_told(tmp_path, tr
     settings = settings_for(tmp_path, feedback_peer_rate_per_minute=2, trusted_proxies=trusted)
     server, thread, url = _serve_in_thread(build_app(settings), settings)
     try:
-        token = credential(lambda path: requests.post(url + path, timeout=10))
-        statuses = [requests.post(url + FEEDBACK, json=feedback_body(f"reader-{i:04d}"),
-                                  headers={"X-Forwarded-For": address, **token},
-                                  timeout=10).status_code
-                    for i, address in enumerate(SPOOFED)]
+        statuses = spoofed_feedback_statuses(url)
     finally:
         server.should_exit = True
         thread.join(10)
     assert statuses == expected
 
 
-STAND_IN_SERVER = """
-import sys
-import numpy as np
-from civicsense.serving import predictor
-from civicsense.serving.loading import LoadedModel
-from civicsense.serving.server import serve
-from civicsense.settings import Settings
-
-class StandIn:
-    def score(self, texts):
-        rows = np.tile(np.array([0.1, 0.2, 0.7], dtype=np.float32), (len(texts), 1))
-        return rows, np.zeros((len(texts), 1))
-
-def load(self):
-    self.loaded, self.ready = LoadedModel(StandIn(), "unused", "7", "abc"), True
-    return True
-
-predictor.SentimentKServeModel.load = load
-serve(Settings(), model_uri="unused", port=int(sys.argv[1]))
-"""
 
 
 def test_serve_itself_ignores_a_spoofed_forwarded_for_and_logs_no_traceback(tmp_path):
@@ -327,11 +313,7 @@ def test_serve_itself_ignores_a_spoofed_forwarded_for_and_logs_no_traceback(tmp_
     process, url = start_server([sys.executable, "-c", STAND_IN_SERVER, str(port)], port, env,
                                 log, timeout=120)
     try:
-        token = credential(lambda path: requests.post(url + path, timeout=10))
-        statuses = [requests.post(url + FEEDBACK, json=feedback_body(f"reader-{i:04d}"),
-                                  headers={"X-Forwarded-For": address, **token},
-                                  timeout=10).status_code
-                    for i, address in enumerate(SPOOFED)]
+        statuses = spoofed_feedback_statuses(url)
         assert requests.get(url + "/v2", timeout=10).json()["extensions"] == []
         for method, path in [("GET", f"/v2/models/{NAME}/versions/3/ready"),
                              ("POST", f"/v1/models/{NAME}:explain")]:
